@@ -1,0 +1,40 @@
+"""GraphQL input types, one per mutation: ``<Verb><Noun>Input``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from keyrelease.graphql.types import KeyKind
+
+
+@strawberry.input
+class CreateKeyInput:
+    name: str
+    kind: KeyKind
+    expires_at: datetime | None = strawberry.field(name="expiresAt", default=None)
+    partner_name: str | None = strawberry.field(name="partnerName", default=None)
+    partner_email: str | None = strawberry.field(name="partnerEmail", default=None)
+
+
+@strawberry.input
+class VerifyKeyInput:
+    key_id: strawberry.ID = strawberry.field(name="keyId")
+    code: str
+
+
+@strawberry.input
+class ResendCodeInput:
+    key_id: strawberry.ID = strawberry.field(name="keyId")
+
+
+@strawberry.input(description="An admin reveals an institutional key with keyId alone; a partner adds oneTimePassword.")
+class RevealKeyInput:
+    key_id: strawberry.ID = strawberry.field(name="keyId")
+    one_time_password: str | None = strawberry.field(name="oneTimePassword", default=None)
+
+
+@strawberry.input
+class RevokeKeyInput:
+    key_id: strawberry.ID = strawberry.field(name="keyId")

@@ -1,0 +1,184 @@
+"""GraphQL object types, enums and the error types of the result unions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from strawberry.types import Info
+
+from keyrelease import models
+from keyrelease.graphql.context import Context
+from keyrelease.service import queries
+from keyrelease.status import KeyStatus as DomainKeyStatus
+from keyrelease.status import key_status
+
+KeyKind = strawberry.enum(models.KeyKind, name="KeyKind", description="Who will use the key.")
+KeyStatus = strawberry.enum(DomainKeyStatus, name="KeyStatus", description="Derived from the key's timestamps.")
+KeyEventType = strawberry.enum(models.EventType, name="KeyEventType")
+
+
+@strawberry.interface(description="An expected failure, returned as data in a result union.")
+class Error:
+    message: str
+
+
+@strawberry.type(description="The one answer to every failed verifyKey, resendCode or revealKey.")
+class VerificationError(Error):
+    message: str
+
+
+@strawberry.type(description="An input value was rejected; `field` names it.")
+class ValidationError(Error):
+    message: str
+    field: str
+
+
+@strawberry.type(description="The admin already has the maximum number of keys awaiting verification.")
+class PendingKeyLimitError(Error):
+    message: str
+    limit: int
+
+
+@strawberry.type(description="No key with this id is visible to you.")
+class KeyNotFoundError(Error):
+    message: str
+
+
+@strawberry.type
+class KeyEvent:
+    type: KeyEventType
+    at: datetime
+    detail: str | None
+
+
+@strawberry.type(description="An API key. Secrets are never part of it.")
+class ApiKey:
+    model: strawberry.Private[models.ApiKey]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(str(self.model.id))
+
+    @strawberry.field
+    def name(self) -> str:
+        return self.model.name
+
+    @strawberry.field
+    def kind(self) -> KeyKind:
+        return self.model.kind
+
+    @strawberry.field
+    def status(self, info: Info[Context, None]) -> KeyStatus:
+        return key_status(self.model, info.context.clock.now())
+
+    @strawberry.field(name="clientId")
+    def client_id(self) -> str:
+        return self.model.client_id
+
+    @strawberry.field(name="createdAt")
+    def created_at(self) -> datetime:
+        return self.model.created_at
+
+    @strawberry.field(name="expiresAt")
+    def expires_at(self) -> datetime | None:
+        return self.model.expires_at
+
+    @strawberry.field(name="verificationDeadline", description="Verify before this, or the key locks for ever.")
+    def verification_deadline(self) -> datetime | None:
+        return self.model.verification_deadline
+
+    @strawberry.field(name="codeExpiresAt", description="When the current code stops working (null once verified).")
+    def code_expires_at(self, info: Info[Context, None]) -> datetime | None:
+        if self.model.verified_at is not None:
+            return None
+        return info.context.keys.code_expires_at(self.model)
+
+    @strawberry.field(name="resendsRemaining")
+    def resends_remaining(self, info: Info[Context, None]) -> int:
+        return info.context.keys.resends_remaining(self.model)
+
+    @strawberry.field(name="attemptsRemaining")
+    def attempts_remaining(self, info: Info[Context, None]) -> int:
+        return info.context.keys.attempts_remaining(self.model)
+
+    @strawberry.field(description="Whether the credentials have been revealed (they can be only once).")
+    def revealed(self) -> bool:
+        return self.model.revealed_at is not None
+
+    @strawberry.field(name="verifiedAt")
+    def verified_at(self) -> datetime | None:
+        return self.model.verified_at
+
+    @strawberry.field(name="revokedAt")
+    def revoked_at(self) -> datetime | None:
+        return self.model.revoked_at
+
+    @strawberry.field(name="lastUsedAt")
+    def last_used_at(self) -> datetime | None:
+        return self.model.last_used_at
+
+    @strawberry.field(description="Imported from before verified release; never asked for verification.")
+    def legacy(self) -> bool:
+        return self.model.legacy
+
+    @strawberry.field(name="partnerName")
+    def partner_name(self) -> str | None:
+        return self.model.partner_name
+
+    @strawberry.field(name="partnerEmail")
+    def partner_email(self) -> str | None:
+        return self.model.partner_email
+
+    @strawberry.field
+    async def events(self) -> list[KeyEvent]:
+        rows = await queries.key_events(self.model.id)
+        return [KeyEvent(type=row.type, at=row.at, detail=row.detail) for row in rows]
+
+
+@strawberry.type(description="A key's credentials, returned once. Store the secret now.")
+class KeyCredentials:
+    client_id: str = strawberry.field(name="clientId")
+    client_secret: str = strawberry.field(name="clientSecret")
+
+
+@strawberry.type
+class Institution:
+    id: strawberry.ID
+    name: str
+
+
+@strawberry.type(name="Admin")
+class AdminType:
+    id: strawberry.ID
+    email: str
+    name: str
+    institution: Institution
+
+    @classmethod
+    def of(cls, admin: models.Admin) -> AdminType:
+        inst = admin.institution
+        return cls(
+            id=strawberry.ID(str(admin.id)),
+            email=admin.email,
+            name=admin.name,
+            institution=Institution(id=strawberry.ID(str(inst.id)), name=inst.name),
+        )
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool = strawberry.field(name="hasNextPage")
+    end_cursor: str | None = strawberry.field(name="endCursor")
+
+
+@strawberry.type
+class KeyEdge:
+    cursor: str
+    node: ApiKey
+
+
+@strawberry.type
+class KeyConnection:
+    edges: list[KeyEdge]
+    page_info: PageInfo = strawberry.field(name="pageInfo")

@@ -1,0 +1,1 @@
+"""Mail: the transport interface, the plugin hooks, the outbox and its dispatcher."""

@@ -1,0 +1,52 @@
+"""Writing messages to the outbox, inside the caller's transaction.
+
+Payloads carry references only; the code or OTP is derived again when the dispatcher renders
+the message (see ``keyrelease.mail.render``), so no secret value rests in the table.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from keyrelease.models import ApiKey, MessageKind, OutboxMessage
+
+
+async def queue_verification_code(key: ApiKey, *, code_expires_at: datetime, now: datetime) -> OutboxMessage:
+    assert key.notify_email is not None
+    return await OutboxMessage.create(
+        id=uuid.uuid4(),
+        key_id=key.id,
+        kind=MessageKind.VERIFICATION_CODE,
+        recipient=key.notify_email,
+        payload={
+            "key_id": str(key.id),
+            "key_name": key.name,
+            "key_kind": key.kind.value,
+            "generation": key.code_generation,
+            "expires_at": code_expires_at.isoformat(),
+        },
+        created_at=now,
+        next_attempt_at=now,
+    )
+
+
+async def queue_partner_otp(
+    key: ApiKey, *, institution_name: str, otp_expires_at: datetime, now: datetime
+) -> OutboxMessage:
+    assert key.partner_email is not None
+    return await OutboxMessage.create(
+        id=uuid.uuid4(),
+        key_id=key.id,
+        kind=MessageKind.PARTNER_OTP,
+        recipient=key.partner_email,
+        payload={
+            "key_id": str(key.id),
+            "key_name": key.name,
+            "partner_name": key.partner_name or "",
+            "institution_name": institution_name,
+            "expires_at": otp_expires_at.isoformat(),
+        },
+        created_at=now,
+        next_attempt_at=now,
+    )

@@ -1,0 +1,180 @@
+"""The database tables (Tortoise ORM). State changes go through ``keyrelease.service`` only.
+
+A key's *status* is not a column: it is derived from timestamps by
+:func:`keyrelease.status.key_status`, so a key past its verification window *is* LOCKED
+whether or not anything has recorded it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class KeyKind(StrEnum):
+    INSTITUTIONAL = "INSTITUTIONAL"
+    PARTNER = "PARTNER"
+
+
+class LockReason(StrEnum):
+    ATTEMPTS = "ATTEMPTS"
+    WINDOW = "WINDOW"
+
+
+class EventType(StrEnum):
+    CREATED = "CREATED"
+    CODE_SENT = "CODE_SENT"
+    CODE_RESENT = "CODE_RESENT"
+    VERIFICATION_FAILED = "VERIFICATION_FAILED"
+    VERIFIED = "VERIFIED"
+    LOCKED = "LOCKED"
+    REVEALED = "REVEALED"
+    PARTNER_OTP_SENT = "PARTNER_OTP_SENT"
+    PARTNER_REVEAL_FAILED = "PARTNER_REVEAL_FAILED"
+    PARTNER_REVEALED = "PARTNER_REVEALED"
+    REVOKED = "REVOKED"
+
+
+class MessageKind(StrEnum):
+    VERIFICATION_CODE = "VERIFICATION_CODE"
+    PARTNER_OTP = "PARTNER_OTP"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "PENDING"
+    SENDING = "SENDING"
+    SENT = "SENT"
+    FAILED = "FAILED"
+    EXPIRED = "EXPIRED"
+
+
+class Institution(Model):
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=200, unique=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "institution"
+
+
+class Admin(Model):
+    id = fields.IntField(primary_key=True)
+    institution: fields.ForeignKeyRelation[Institution] = fields.ForeignKeyField(
+        "models.Institution", related_name="admins", on_delete=fields.RESTRICT
+    )
+    email = fields.CharField(max_length=254, unique=True)
+    name = fields.CharField(max_length=200, default="")
+    created_at = fields.DatetimeField()
+
+    institution_id: int
+
+    class Meta:
+        table = "admin"
+
+
+class AdminToken(Model):
+    id = fields.IntField(primary_key=True)
+    admin: fields.ForeignKeyRelation[Admin] = fields.ForeignKeyField(
+        "models.Admin", related_name="tokens", on_delete=fields.CASCADE
+    )
+    token_hash = fields.CharField(max_length=64, unique=True)
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+
+    admin_id: int
+
+    class Meta:
+        table = "admin_token"
+
+
+class ApiKey(Model):
+    id = fields.UUIDField(primary_key=True)
+    institution: fields.ForeignKeyRelation[Institution] = fields.ForeignKeyField(
+        "models.Institution", related_name="keys", on_delete=fields.RESTRICT
+    )
+    created_by: fields.ForeignKeyNullableRelation[Admin] = fields.ForeignKeyField(
+        "models.Admin", related_name="keys", null=True, on_delete=fields.RESTRICT
+    )
+    kind = fields.CharEnumField(KeyKind, max_length=16)
+    name = fields.CharField(max_length=100)
+    client_id = fields.CharField(max_length=80, unique=True)
+    secret_hash = fields.CharField(max_length=64, null=True)
+    #: The creating admin's address when the key was made: later changes do not redirect codes.
+    notify_email = fields.CharField(max_length=254, null=True)
+    partner_name = fields.CharField(max_length=200, null=True)
+    partner_email = fields.CharField(max_length=254, null=True)
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField(null=True)
+    verification_deadline = fields.DatetimeField(null=True)
+    code_generation = fields.IntField(default=0)
+    code_issued_at = fields.DatetimeField(null=True)
+    attempts_used = fields.IntField(default=0)
+    resends_used = fields.IntField(default=0)
+    verified_at = fields.DatetimeField(null=True)
+    locked_at = fields.DatetimeField(null=True)
+    lock_reason = fields.CharEnumField(LockReason, max_length=16, null=True)
+    revealed_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+    partner_otp_issued_at = fields.DatetimeField(null=True)
+    partner_attempts_used = fields.IntField(default=0)
+    legacy = fields.BooleanField(default=False)
+    last_used_at = fields.DatetimeField(null=True)
+
+    institution_id: int
+    created_by_id: int | None
+
+    class Meta:
+        table = "api_key"
+        indexes = (("institution_id", "created_at"),)
+
+
+class KeyEvent(Model):
+    """Append-only history of a key. ``detail`` never holds a code, OTP or secret."""
+
+    id = fields.BigIntField(primary_key=True)
+    key: fields.ForeignKeyRelation[ApiKey] = fields.ForeignKeyField(
+        "models.ApiKey", related_name="events", on_delete=fields.CASCADE
+    )
+    type = fields.CharEnumField(EventType, max_length=32)
+    at = fields.DatetimeField()
+    detail = fields.CharField(max_length=200, null=True)
+
+    key_id: str
+
+    class Meta:
+        table = "key_event"
+        ordering = ["id"]
+
+
+class OutboxMessage(Model):
+    """A message waiting to be sent, written in the transaction that caused it.
+
+    ``payload`` holds only references (key id, code generation, expiry): the code or OTP is
+    derived from the server secret when the message is rendered for sending, so it never
+    rests in the database.
+    """
+
+    id = fields.UUIDField(primary_key=True)
+    key: fields.ForeignKeyNullableRelation[ApiKey] = fields.ForeignKeyField(
+        "models.ApiKey", related_name="messages", null=True, on_delete=fields.CASCADE
+    )
+    kind = fields.CharEnumField(MessageKind, max_length=32)
+    recipient = fields.CharField(max_length=254)
+    payload = fields.JSONField()
+    status = fields.CharEnumField(DeliveryStatus, max_length=16, default=DeliveryStatus.PENDING)
+    attempts = fields.IntField(default=0)
+    created_at = fields.DatetimeField()
+    next_attempt_at = fields.DatetimeField()
+    lease_until = fields.DatetimeField(null=True)
+    last_error = fields.CharField(max_length=500, null=True)
+    sent_at = fields.DatetimeField(null=True)
+    provider_message_id = fields.CharField(max_length=200, null=True)
+
+    key_id: str | None
+
+    class Meta:
+        table = "outbox_message"
+        indexes = (("status", "next_attempt_at"),)

@@ -1,0 +1,38 @@
+"""The numbers of the verification flow, in one object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+
+@dataclass(frozen=True)
+class VerificationPolicy:
+    code_ttl_seconds: int = 300
+    verification_window_seconds: int = 900
+    max_resends: int = 3
+    max_attempts: int = 5
+    partner_otp_ttl_seconds: int = 259200
+    max_partner_attempts: int = 5
+    max_pending_keys_per_admin: int = 5
+    max_key_lifetime_days: int = 365
+    #: Every verification failure is answered no sooner than this after the request began,
+    #: so a failure that writes (a counted attempt) and one that only reads (unknown key)
+    #: take the same time from outside.
+    failure_floor_ms: int = 50
+
+    @property
+    def code_ttl(self) -> timedelta:
+        return timedelta(seconds=self.code_ttl_seconds)
+
+    @property
+    def verification_window(self) -> timedelta:
+        return timedelta(seconds=self.verification_window_seconds)
+
+    @property
+    def partner_otp_ttl(self) -> timedelta:
+        return timedelta(seconds=self.partner_otp_ttl_seconds)
+
+    @property
+    def max_key_lifetime(self) -> timedelta:
+        return timedelta(days=self.max_key_lifetime_days)

@@ -1,0 +1,407 @@
+"""The key use-cases: create, verify, resend, reveal (admin and partner), revoke.
+
+Every limit is enforced by a conditional UPDATE whose WHERE clause states the whole rule
+(``... AND attempts_used < 5 AND verification_deadline > now``), so it holds under parallel
+requests in any number of processes: the database, not Python, decides who wins. Each
+use-case runs in one transaction; mail is queued in the same transaction as the change that
+causes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+from tortoise.expressions import F, Q
+from tortoise.transactions import in_transaction
+
+from keyrelease import codes, credentials
+from keyrelease.clock import Clock
+from keyrelease.mail import outbox
+from keyrelease.models import Admin, ApiKey, EventType, Institution, KeyEvent, KeyKind, LockReason
+from keyrelease.policy import VerificationPolicy
+from keyrelease.service.results import (
+    Credentials,
+    InvalidInput,
+    KeyNotFound,
+    PendingLimitReached,
+    VerificationFailed,
+)
+
+#: Stands in for a key that does not exist, so the failure path does the same hashing work.
+_ABSENT_KEY = uuid.UUID(int=0)
+_EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[A-Za-z]{2,63}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+NAME_MAX = 100
+PARTNER_NAME_MAX = 200
+
+
+def parse_key_id(raw: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(raw)
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def _pending(now: datetime) -> Q:
+    return Q(verified_at=None, locked_at=None, revoked_at=None, verification_deadline__gt=now)
+
+
+def _not_expired(now: datetime) -> Q:
+    return Q(expires_at=None) | Q(expires_at__gt=now)
+
+
+async def _event(key_id: uuid.UUID, type_: EventType, at: datetime, detail: str | None = None) -> None:
+    await KeyEvent.create(key_id=key_id, type=type_, at=at, detail=detail)
+
+
+class KeyService:
+    """The use-cases. Framework-free: callers pass plain values and get values back."""
+
+    def __init__(
+        self,
+        *,
+        server_secret: bytes,
+        policy: VerificationPolicy,
+        clock: Clock,
+        region: str,
+        on_mail_queued: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._secret = server_secret
+        self.policy = policy
+        self.clock = clock
+        self._region = region
+        self._on_mail_queued = on_mail_queued
+
+    # -- creation -----------------------------------------------------------------------
+
+    async def create_key(
+        self,
+        admin: Admin,
+        *,
+        name: str,
+        kind: KeyKind,
+        expires_at: datetime | None = None,
+        partner_name: str | None = None,
+        partner_email: str | None = None,
+    ) -> ApiKey | InvalidInput | PendingLimitReached:
+        now = self.clock.now()
+        problem = self._check_new_key(now, name, kind, expires_at, partner_name, partner_email)
+        if problem is not None:
+            return problem
+        async with in_transaction():
+            # Lock the admin's row so parallel creates by one admin queue up behind the
+            # pending-count check (a no-op on SQLite, whose writers are serialised anyway).
+            await Admin.select_for_update().filter(id=admin.id).first()
+            pending = await ApiKey.filter(_pending(now), created_by_id=admin.id).count()
+            if pending >= self.policy.max_pending_keys_per_admin:
+                return PendingLimitReached(self.policy.max_pending_keys_per_admin)
+            key = await ApiKey.create(
+                id=uuid.uuid4(),
+                institution_id=admin.institution_id,
+                created_by_id=admin.id,
+                kind=kind,
+                name=name.strip(),
+                client_id=credentials.new_client_id(self._region),
+                notify_email=admin.email,
+                partner_name=_clean_optional(partner_name),
+                partner_email=_clean_optional(partner_email),
+                created_at=now,
+                expires_at=expires_at,
+                verification_deadline=now + self.policy.verification_window,
+                code_generation=0,
+                code_issued_at=now,
+            )
+            await _event(key.id, EventType.CREATED, now, key.kind.value)
+            await outbox.queue_verification_code(key, code_expires_at=self.code_expires_at(key), now=now)
+            await _event(key.id, EventType.CODE_SENT, now, f"to {_mask_email(admin.email)}")
+        self._on_mail_queued()
+        return key
+
+    def _check_new_key(
+        self,
+        now: datetime,
+        name: str,
+        kind: KeyKind,
+        expires_at: datetime | None,
+        partner_name: str | None,
+        partner_email: str | None,
+    ) -> InvalidInput | None:
+        cleaned = name.strip()
+        if not cleaned:
+            return InvalidInput("name", "Name must not be empty.")
+        if len(cleaned) > NAME_MAX:
+            return InvalidInput("name", f"Name must be at most {NAME_MAX} characters.")
+        if _CONTROL.search(cleaned):
+            return InvalidInput("name", "Name must not contain control characters.")
+        if expires_at is not None:
+            if expires_at.tzinfo is None:
+                return InvalidInput("expiresAt", "expiresAt must include a time zone, e.g. 2031-01-01T00:00:00Z.")
+            if expires_at <= now:
+                return InvalidInput("expiresAt", "expiresAt must be in the future.")
+            if expires_at > now + self.policy.max_key_lifetime:
+                return InvalidInput(
+                    "expiresAt",
+                    f"expiresAt must be at most {self.policy.max_key_lifetime_days} days from now.",
+                )
+        if kind is KeyKind.PARTNER:
+            if not partner_email or not _EMAIL.match(partner_email.strip()) or len(partner_email) > 254:
+                return InvalidInput("partnerEmail", "A partner key needs a valid partnerEmail.")
+            if partner_name is not None and (
+                len(partner_name.strip()) > PARTNER_NAME_MAX or _CONTROL.search(partner_name)
+            ):
+                return InvalidInput("partnerName", f"partnerName must be at most {PARTNER_NAME_MAX} printable characters.")
+        elif partner_email or partner_name:
+            return InvalidInput("partnerEmail", "Only partner keys take partnerName and partnerEmail.")
+        return None
+
+    # -- verification -------------------------------------------------------------------
+
+    async def verify_key(self, admin: Admin, key_id: str, code: str) -> ApiKey | InvalidInput | VerificationFailed:
+        """Check ``code`` for the admin's pending key; ACTIVE on success.
+
+        Every failure, whatever its cause, returns the same :class:`VerificationFailed`
+        after the same minimum time. A failure on the creator's pending key counts one
+        attempt; the last allowed failure locks the key.
+        """
+        started = time.perf_counter()
+        if not codes.CODE_PATTERN.match(code):
+            return InvalidInput("code", "The code is six digits, 0-9.")
+        now = self.clock.now()
+        parsed = parse_key_id(key_id)
+        key = await ApiKey.get_or_none(id=parsed, created_by_id=admin.id) if parsed else None
+        if key is None:
+            codes.code_matches(self._secret, _ABSENT_KEY, 0, code)
+            return await self._failed(started)
+        matched = codes.code_matches(self._secret, key.id, key.code_generation, code)
+        if matched:
+            verified = await self._activate(key, now)
+            if verified is not None:
+                return verified
+        await self._count_failed_attempt(key.id, now)
+        return await self._failed(started)
+
+    async def _activate(self, key: ApiKey, now: datetime) -> ApiKey | None:
+        async with in_transaction():
+            won = await ApiKey.filter(
+                _pending(now),
+                id=key.id,
+                code_generation=key.code_generation,
+                code_issued_at__gt=now - self.policy.code_ttl,
+                attempts_used__lt=self.policy.max_attempts,
+            ).update(verified_at=now)
+            if not won:
+                return None
+            await _event(key.id, EventType.VERIFIED, now)
+            if key.kind is KeyKind.PARTNER:
+                await ApiKey.filter(id=key.id).update(partner_otp_issued_at=now)
+                institution = await Institution.get(id=key.institution_id)
+                await outbox.queue_partner_otp(
+                    key,
+                    institution_name=institution.name,
+                    otp_expires_at=now + self.policy.partner_otp_ttl,
+                    now=now,
+                )
+                await _event(key.id, EventType.PARTNER_OTP_SENT, now, f"to {_mask_email(key.partner_email or '')}")
+            fresh = await ApiKey.get(id=key.id)
+        if key.kind is KeyKind.PARTNER:
+            self._on_mail_queued()
+        return fresh
+
+    async def _count_failed_attempt(self, key_id: uuid.UUID, now: datetime) -> None:
+        limit = self.policy.max_attempts
+        async with in_transaction():
+            counted = await ApiKey.filter(_pending(now), id=key_id, attempts_used__lt=limit).update(
+                attempts_used=F("attempts_used") + 1
+            )
+            if not counted:
+                await self._record_window_lock(key_id, now)
+                return
+            used = await ApiKey.filter(id=key_id).values_list("attempts_used", flat=True)
+            await _event(key_id, EventType.VERIFICATION_FAILED, now, f"attempt {used[0]} of {limit}")
+            locked = await ApiKey.filter(
+                id=key_id, attempts_used__gte=limit, verified_at=None, locked_at=None, revoked_at=None
+            ).update(locked_at=now, lock_reason=LockReason.ATTEMPTS)
+            if locked:
+                await _event(key_id, EventType.LOCKED, now, LockReason.ATTEMPTS.value)
+
+    async def _record_window_lock(self, key_id: uuid.UUID, now: datetime) -> bool:
+        """Record that a key's window has closed (its status already reads LOCKED)."""
+        key = await ApiKey.get_or_none(
+            id=key_id, verified_at=None, locked_at=None, revoked_at=None, verification_deadline__lte=now
+        )
+        if key is None or key.verification_deadline is None:
+            return False
+        deadline = key.verification_deadline
+        recorded = await ApiKey.filter(id=key_id, locked_at=None, verified_at=None, revoked_at=None).update(
+            locked_at=deadline, lock_reason=LockReason.WINDOW
+        )
+        if recorded:
+            await _event(key_id, EventType.LOCKED, deadline, LockReason.WINDOW.value)
+        return bool(recorded)
+
+    async def record_window_locks(self, limit: int = 500) -> int:
+        """Sweep: record LOCKED for keys whose window closed unobserved. Safe to run in
+        several processes at once (each record is a conditional update)."""
+        now = self.clock.now()
+        ids = await ApiKey.filter(
+            verified_at=None, locked_at=None, revoked_at=None, verification_deadline__lte=now
+        ).limit(limit).values_list("id", flat=True)
+        recorded = 0
+        for key_id in ids:
+            async with in_transaction():
+                recorded += await self._record_window_lock(key_id, now)
+        return recorded
+
+    async def _failed(self, started: float) -> VerificationFailed:
+        remaining = self.policy.failure_floor_ms / 1000 - (time.perf_counter() - started)
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+        return VerificationFailed()
+
+    # -- resend -------------------------------------------------------------------------
+
+    async def resend_code(self, admin: Admin, key_id: str) -> ApiKey | VerificationFailed:
+        """Issue a new code (invalidating the previous one). Never resets attempts, never
+        extends the window."""
+        started = time.perf_counter()
+        now = self.clock.now()
+        parsed = parse_key_id(key_id)
+        if parsed is None:
+            return await self._failed(started)
+        async with in_transaction():
+            issued = await ApiKey.filter(
+                _pending(now),
+                id=parsed,
+                created_by_id=admin.id,
+                resends_used__lt=self.policy.max_resends,
+            ).update(
+                resends_used=F("resends_used") + 1,
+                code_generation=F("code_generation") + 1,
+                code_issued_at=now,
+            )
+            if issued:
+                key = await ApiKey.get(id=parsed)
+                await outbox.queue_verification_code(key, code_expires_at=self.code_expires_at(key), now=now)
+                await _event(
+                    key.id,
+                    EventType.CODE_RESENT,
+                    now,
+                    f"resend {key.resends_used} of {self.policy.max_resends} to {_mask_email(key.notify_email or '')}",
+                )
+            else:
+                await self._record_window_lock(parsed, now)
+        if not issued:
+            return await self._failed(started)
+        self._on_mail_queued()
+        return key
+
+    # -- reveal -------------------------------------------------------------------------
+
+    async def reveal_key(self, admin: Admin, key_id: str) -> Credentials | VerificationFailed:
+        """Mint and return an institutional key's secret, once, to the admin who created it."""
+        started = time.perf_counter()
+        now = self.clock.now()
+        parsed = parse_key_id(key_id)
+        secret = credentials.new_client_secret()
+        if parsed is not None:
+            async with in_transaction():
+                won = await ApiKey.filter(
+                    _not_expired(now),
+                    id=parsed,
+                    created_by_id=admin.id,
+                    kind=KeyKind.INSTITUTIONAL,
+                    verified_at__not_isnull=True,
+                    revoked_at=None,
+                    revealed_at=None,
+                ).update(revealed_at=now, secret_hash=credentials.hash_secret(secret))
+                if won:
+                    await _event(parsed, EventType.REVEALED, now)
+                    client_id = (await ApiKey.filter(id=parsed).values_list("client_id", flat=True))[0]
+                    return Credentials(client_id=client_id, client_secret=secret)
+        return await self._failed(started)
+
+    async def reveal_partner_key(self, key_id: str, one_time_password: str) -> Credentials | VerificationFailed:
+        """The partner's retrieval: the emailed OTP returns the credentials once. Wrong OTPs
+        count; the last allowed one locks partner retrieval for the key."""
+        started = time.perf_counter()
+        now = self.clock.now()
+        parsed = parse_key_id(key_id)
+        key = await ApiKey.get_or_none(id=parsed, kind=KeyKind.PARTNER) if parsed else None
+        matched = codes.otp_matches(self._secret, key.id if key else _ABSENT_KEY, one_time_password)
+        if key is None:
+            return await self._failed(started)
+        secret = credentials.new_client_secret()
+        limit = self.policy.max_partner_attempts
+        async with in_transaction():
+            if matched:
+                won = await ApiKey.filter(
+                    _not_expired(now),
+                    id=key.id,
+                    verified_at__not_isnull=True,
+                    revoked_at=None,
+                    revealed_at=None,
+                    partner_attempts_used__lt=limit,
+                    partner_otp_issued_at__gt=now - self.policy.partner_otp_ttl,
+                ).update(revealed_at=now, secret_hash=credentials.hash_secret(secret))
+                if won:
+                    await _event(key.id, EventType.PARTNER_REVEALED, now)
+                    return Credentials(client_id=key.client_id, client_secret=secret)
+            counted = await ApiKey.filter(
+                id=key.id,
+                verified_at__not_isnull=True,
+                revealed_at=None,
+                partner_attempts_used__lt=limit,
+            ).update(partner_attempts_used=F("partner_attempts_used") + 1)
+            if counted:
+                used = (await ApiKey.filter(id=key.id).values_list("partner_attempts_used", flat=True))[0]
+                detail = f"attempt {used} of {limit}" + ("; retrieval locked" if used >= limit else "")
+                await _event(key.id, EventType.PARTNER_REVEAL_FAILED, now, detail)
+        return await self._failed(started)
+
+    # -- revocation ---------------------------------------------------------------------
+
+    async def revoke_key(self, admin: Admin, key_id: str) -> ApiKey | KeyNotFound:
+        """Revoke a key of the admin's institution. Revoking twice changes nothing."""
+        now = self.clock.now()
+        parsed = parse_key_id(key_id)
+        if parsed is None:
+            return KeyNotFound()
+        async with in_transaction():
+            revoked = await ApiKey.filter(id=parsed, institution_id=admin.institution_id, revoked_at=None).update(
+                revoked_at=now
+            )
+            if revoked:
+                await _event(parsed, EventType.REVOKED, now, f"by admin {admin.id}")
+            key = await ApiKey.get_or_none(id=parsed, institution_id=admin.institution_id)
+        return key if key is not None else KeyNotFound()
+
+    # -- derived values -----------------------------------------------------------------
+
+    def code_expires_at(self, key: ApiKey) -> datetime | None:
+        """When the current code stops working: its TTL, cut short by the key's window."""
+        if key.code_issued_at is None or key.verification_deadline is None:
+            return None
+        return min(key.code_issued_at + self.policy.code_ttl, key.verification_deadline)
+
+    def resends_remaining(self, key: ApiKey) -> int:
+        return max(0, self.policy.max_resends - key.resends_used)
+
+    def attempts_remaining(self, key: ApiKey) -> int:
+        return max(0, self.policy.max_attempts - key.attempts_used)
+
+
+def _clean_optional(value: str | None) -> str | None:
+    return (value or "").strip() or None
+
+
+def _mask_email(address: str) -> str:
+    """``a***@example.org``: enough for an admin to recognise, not to harvest."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}" if domain else "***"
+
+

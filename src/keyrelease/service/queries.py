@@ -1,0 +1,82 @@
+"""Read-side use-cases: what an admin may see of keys. An admin sees only the keys of their
+own institution; to anyone else a key does not exist."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from tortoise.expressions import Q
+
+from keyrelease.models import Admin, ApiKey, KeyEvent
+from keyrelease.service.keys import parse_key_id
+from keyrelease.status import KeyStatus
+
+MAX_PAGE = 100
+
+
+class BadCursor(ValueError):
+    """The ``after`` cursor was not produced by us."""
+
+
+@dataclass(frozen=True)
+class KeyPage:
+    keys: list[ApiKey]
+    has_next_page: bool
+
+
+def status_filter(status: KeyStatus, now: datetime) -> Q:
+    """The rows whose derived status (:func:`keyrelease.status.key_status`) is ``status``."""
+    live = Q(revoked_at=None)
+    unverified = Q(verified_at=None)
+    if status is KeyStatus.REVOKED:
+        return Q(revoked_at__not_isnull=True)
+    if status is KeyStatus.PENDING_VERIFICATION:
+        return live & unverified & Q(locked_at=None, verification_deadline__gt=now)
+    if status is KeyStatus.LOCKED:
+        return live & unverified & (Q(locked_at__not_isnull=True) | Q(verification_deadline__lte=now))
+    verified = live & Q(verified_at__not_isnull=True)
+    if status is KeyStatus.EXPIRED:
+        return verified & Q(expires_at__lte=now)
+    return verified & (Q(expires_at=None) | Q(expires_at__gt=now))
+
+
+def encode_cursor(key: ApiKey) -> str:
+    return base64.urlsafe_b64encode(f"{key.created_at.isoformat()}|{key.id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created, _, key_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(created), uuid.UUID(key_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadCursor("after is not a cursor from this API") from None
+
+
+async def get_key(admin: Admin, key_id: str) -> ApiKey | None:
+    parsed = parse_key_id(key_id)
+    if parsed is None:
+        return None
+    return await ApiKey.get_or_none(id=parsed, institution_id=admin.institution_id)
+
+
+async def list_keys(
+    admin: Admin, now: datetime, *, first: int = 20, after: str | None = None, status: KeyStatus | None = None
+) -> KeyPage:
+    """Keys of the admin's institution, newest first."""
+    first = max(1, min(first, MAX_PAGE))
+    query = ApiKey.filter(institution_id=admin.institution_id)
+    if status is not None:
+        query = query.filter(status_filter(status, now))
+    if after:
+        created, key_id = decode_cursor(after)
+        query = query.filter(Q(created_at__lt=created) | Q(created_at=created, id__lt=key_id))
+    rows = await query.order_by("-created_at", "-id").limit(first + 1)
+    return KeyPage(keys=rows[:first], has_next_page=len(rows) > first)
+
+
+async def key_events(key_id: uuid.UUID) -> list[KeyEvent]:
+    return await KeyEvent.filter(key_id=key_id).order_by("id")

@@ -1,0 +1,42 @@
+"""A key's status, derived from its timestamps, and the one answer to "may it authenticate"."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+
+class KeyStatus(StrEnum):
+    PENDING_VERIFICATION = "PENDING_VERIFICATION"
+    ACTIVE = "ACTIVE"
+    LOCKED = "LOCKED"
+    REVOKED = "REVOKED"
+    EXPIRED = "EXPIRED"
+
+
+class KeyTimes(Protocol):
+    verified_at: datetime | None
+    locked_at: datetime | None
+    revoked_at: datetime | None
+    expires_at: datetime | None
+    verification_deadline: datetime | None
+
+
+def key_status(key: KeyTimes, now: datetime) -> KeyStatus:
+    if key.revoked_at is not None:
+        return KeyStatus.REVOKED
+    if key.verified_at is None:
+        if key.locked_at is not None:
+            return KeyStatus.LOCKED
+        if key.verification_deadline is not None and now >= key.verification_deadline:
+            return KeyStatus.LOCKED
+        return KeyStatus.PENDING_VERIFICATION
+    if key.expires_at is not None and now >= key.expires_at:
+        return KeyStatus.EXPIRED
+    return KeyStatus.ACTIVE
+
+
+def may_authenticate(key: KeyTimes, now: datetime) -> bool:
+    """Whether the key's credentials may be exchanged for an access token: only while ACTIVE."""
+    return key_status(key, now) is KeyStatus.ACTIVE

@@ -1,0 +1,208 @@
+"""Shared fixtures: a migrated SQLite database per test, the real app with its lifespan,
+an HTTP client going through the ASGI stack, a frozen clock, and the memory mail transport."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from keyrelease import db
+from keyrelease.app import create_app
+from keyrelease.clock import FrozenClock
+from keyrelease.config import Settings
+from keyrelease.service.admins import create_admin
+
+SECRET_KEY = "test-server-secret-0123456789abcdef-0123456789"
+CODE_LINE = re.compile(r"^Verification code: (\d{6})$", re.MULTILINE)
+OTP_LINE = re.compile(r"^One-time password: ([A-Z2-7-]+)$", re.MULTILINE)
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file with every migration applied; each test gets a copy."""
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    asyncio.run(db.apply_migrations(f"sqlite://{path}"))
+    return path
+
+
+def base_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    env = {
+        "KEYRELEASE_VAR_DIR": str(tmp_path / "var"),
+        "KEYRELEASE_DATABASE_URL": f"sqlite://{tmp_path / 'keyrelease.sqlite3'}",
+        "KEYRELEASE_SECRET_KEY": SECRET_KEY,
+        "KEYRELEASE_MAIL_TRANSPORT": "memory",
+    }
+    env.update(overrides)
+    return env
+
+
+@pytest.fixture
+def env_overrides() -> dict[str, str]:
+    """Override in a test module to change settings for its app."""
+    return {}
+
+
+@pytest.fixture
+def settings(tmp_path: Path, migrated_template: Path, env_overrides: dict[str, str]) -> Settings:
+    shutil.copy(migrated_template, tmp_path / "keyrelease.sqlite3")
+    return Settings.from_env(base_env(tmp_path, **env_overrides))
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+async def app(settings: Settings, clock: FrozenClock) -> AsyncIterator[Any]:
+    application = create_app(settings, clock=clock)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://keyrelease.test") as http:
+        yield http
+
+
+@dataclass
+class AdminUser:
+    email: str
+    token: str
+    institution: str
+
+
+@dataclass
+class Api:
+    """GraphQL over the real HTTP stack, and the mail the service sent."""
+
+    client: httpx.AsyncClient
+    app: Any
+
+    async def post(self, query: str, variables: dict | None = None, token: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return await self.client.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers)
+
+    async def gql(self, query: str, variables: dict | None = None, token: str | None = None) -> dict:
+        response = await self.post(query, variables, token)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def data(self, query: str, variables: dict | None = None, token: str | None = None) -> dict:
+        body = await self.gql(query, variables, token)
+        assert "errors" not in body, body
+        return body["data"]
+
+    async def admin(self, email: str = "ada@uni.example", institution: str = "Example University") -> AdminUser:
+        created = await create_admin(self.app.state.clock, institution=institution, email=email, name="Ada")
+        return AdminUser(email=email, token=created.token, institution=institution)
+
+    # -- the flow, step by step --------------------------------------------------------
+
+    async def create_key(self, admin: AdminUser, **fields: Any) -> dict:
+        fields.setdefault("name", "Reporting pipeline")
+        fields.setdefault("kind", "INSTITUTIONAL")
+        data = await self.data(CREATE_KEY, {"input": fields}, admin.token)
+        return data["createKey"]
+
+    async def verify(self, admin: AdminUser, key_id: str, code: str) -> dict:
+        return (await self.data(VERIFY_KEY, {"input": {"keyId": key_id, "code": code}}, admin.token))["verifyKey"]
+
+    async def resend(self, admin: AdminUser, key_id: str) -> dict:
+        return (await self.data(RESEND_CODE, {"input": {"keyId": key_id}}, admin.token))["resendCode"]
+
+    async def reveal(self, admin: AdminUser | None, key_id: str, otp: str | None = None) -> dict:
+        variables: dict[str, Any] = {"input": {"keyId": key_id}}
+        if otp is not None:
+            variables["input"]["oneTimePassword"] = otp
+        return (await self.data(REVEAL_KEY, variables, admin.token if admin else None))["revealKey"]
+
+    async def key(self, admin: AdminUser, key_id: str) -> dict | None:
+        return (await self.data(KEY_QUERY, {"id": key_id}, admin.token))["key"]
+
+    # -- mail --------------------------------------------------------------------------
+
+    @property
+    def mailbox(self) -> Any:
+        return self.app.state.mail.transport
+
+    async def mails_to(self, address: str, count: int = 1) -> list[Any]:
+        return await self.mailbox.wait_for(lambda m: m.to == address, count=count)
+
+    async def code_for(self, admin: AdminUser, nth: int = 1) -> str:
+        mails = await self.mails_to(admin.email, nth)
+        match = CODE_LINE.search(mails[nth - 1].text)
+        assert match, mails[nth - 1].text
+        return match.group(1)
+
+    async def otp_for(self, partner_email: str) -> str:
+        mails = await self.mails_to(partner_email)
+        match = OTP_LINE.search(mails[0].text)
+        assert match, mails[0].text
+        return match.group(1)
+
+
+@pytest.fixture
+def api(client: httpx.AsyncClient, app: Any) -> Api:
+    return Api(client=client, app=app)
+
+
+KEY_FIELDS = """
+    id name kind status clientId createdAt expiresAt verificationDeadline codeExpiresAt
+    resendsRemaining attemptsRemaining revealed partnerName partnerEmail legacy
+    events { type at detail }
+"""
+CREATE_KEY = f"""
+mutation($input: CreateKeyInput!) {{
+  createKey(input: $input) {{
+    __typename
+    ... on ApiKey {{ {KEY_FIELDS} }}
+    ... on Error {{ message }}
+    ... on ValidationError {{ field }}
+    ... on PendingKeyLimitError {{ limit }}
+  }}
+}}"""
+VERIFY_KEY = f"""
+mutation($input: VerifyKeyInput!) {{
+  verifyKey(input: $input) {{
+    __typename
+    ... on ApiKey {{ {KEY_FIELDS} }}
+    ... on Error {{ message }}
+    ... on ValidationError {{ field }}
+  }}
+}}"""
+RESEND_CODE = f"""
+mutation($input: ResendCodeInput!) {{
+  resendCode(input: $input) {{
+    __typename
+    ... on ApiKey {{ {KEY_FIELDS} }}
+    ... on Error {{ message }}
+  }}
+}}"""
+REVEAL_KEY = """
+mutation($input: RevealKeyInput!) {
+  revealKey(input: $input) {
+    __typename
+    ... on KeyCredentials { clientId clientSecret }
+    ... on Error { message }
+  }
+}"""
+REVOKE_KEY = f"""
+mutation($input: RevokeKeyInput!) {{
+  revokeKey(input: $input) {{
+    __typename
+    ... on ApiKey {{ {KEY_FIELDS} }}
+    ... on Error {{ message }}
+  }}
+}}"""
+KEY_QUERY = f"query($id: ID!) {{ key(id: $id) {{ {KEY_FIELDS} }} }}"
