@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.asgi import GraphQL
+from cross_web import HTTPException
 
 from keyrelease.clock import Clock
 from keyrelease.graphql.context import Context
@@ -19,3 +20,14 @@ class GraphQLView(GraphQL):
 
     async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
         return Context(request=request, keys=self._keys, clock=self._clock)
+
+    def parse_json(self, data: str | bytes) -> object:
+        """Strawberry's parser, also refusing bodies that are JSON but not an object (or a
+        list, which the batching check then refuses) with a clean 400."""
+        try:
+            parsed = self.decode_json(data)
+        except ValueError:
+            raise HTTPException(400, "Unable to parse request body as JSON") from None
+        if not isinstance(parsed, dict | list):
+            raise HTTPException(400, "The request body must be a JSON object with a `query`.")
+        return parsed
