@@ -1,0 +1,139 @@
+"""Rule 12: every limit holds under genuinely parallel requests, against a live server.
+
+A real ``keyrelease serve`` process on SQLite; requests fired at once from many concurrent
+HTTP connections. The test knows the server secret, so it derives the current code itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from collections import Counter
+
+import httpx
+import pytest
+from conftest import SECRET_KEY, base_env
+from liveserver import Server, run_cli
+
+from keyrelease.codes import verification_code
+
+pytestmark = pytest.mark.live
+
+VERIFY = "mutation($i: VerifyKeyInput!) { verifyKey(input: $i) { __typename } }"
+RESEND = "mutation($i: ResendCodeInput!) { resendCode(input: $i) { __typename } }"
+REVEAL = "mutation($i: RevealKeyInput!) { revealKey(input: $i) { __typename ... on KeyCredentials { clientSecret } } }"
+CREATE = "mutation($i: CreateKeyInput!) { createKey(input: $i) { ... on ApiKey { id } } }"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("live")
+    env = base_env(tmp, KEYRELEASE_MAIL_TRANSPORT="console")
+    token = run_cli(env, "admin", "create", "--institution", "Live U", "--email", "live@uni.example").stdout.strip().splitlines()[-1]
+    server = Server(env=env, log_path=tmp / "server.log").start()
+    try:
+        yield server, token, env["KEYRELEASE_DATABASE_URL"].removeprefix("sqlite://")
+    finally:
+        server.stop()
+
+
+async def gql(http: httpx.AsyncClient, token: str | None, query: str, variables: dict) -> dict:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = await http.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+async def fire(server: Server, token: str | None, query: str, variables: list[dict]) -> list[dict]:
+    """Send every request at once, each on its own connection."""
+    limits = httpx.Limits(max_connections=len(variables), max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as http:
+        return await asyncio.gather(*(gql(http, token, query, v) for v in variables))
+
+
+async def new_key(server: Server, token: str, **fields) -> str:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        data = await gql(http, token, CREATE, {"i": {"name": "parallel", "kind": "INSTITUTIONAL", **fields}})
+    return data["createKey"]["id"]
+
+
+def key_row(db_path: str, key_id: str) -> dict:
+    with sqlite3.connect(db_path) as conn:
+        conn.row_factory = sqlite3.Row
+        return dict(conn.execute("SELECT * FROM api_key WHERE id = ?", (key_id,)).fetchone())
+
+
+def event_counts(db_path: str, key_id: str) -> Counter:
+    with sqlite3.connect(db_path) as conn:
+        return Counter(t for (t,) in conn.execute("SELECT type FROM key_event WHERE key_id = ?", (key_id,)))
+
+
+def partner_mails(db_path: str, key_id: str) -> int:
+    with sqlite3.connect(db_path) as conn:
+        [(n,)] = conn.execute(
+            "SELECT count(*) FROM outbox_message WHERE key_id = ? AND kind = 'PARTNER_OTP'", (key_id,)
+        ).fetchall()
+    return n
+
+
+async def test_forty_parallel_wrong_codes_count_exactly_five_and_lock(live):
+    server, token, db_path = live
+    key_id = await new_key(server, token)
+    right = verification_code(SECRET_KEY.encode(), uuid.UUID(key_id), 0)
+    wrong = f"{(int(right) + 1) % 1_000_000:06d}"
+    results = await fire(server, token, VERIFY, [{"i": {"keyId": key_id, "code": wrong}}] * 40)
+    assert {r["verifyKey"]["__typename"] for r in results} == {"VerificationError"}
+    row = key_row(db_path, key_id)
+    assert row["attempts_used"] == 5
+    assert row["locked_at"] is not None and row["lock_reason"] == "ATTEMPTS"
+    counts = event_counts(db_path, key_id)
+    assert counts["VERIFICATION_FAILED"] == 5 and counts["LOCKED"] == 1
+
+
+async def test_twenty_parallel_right_codes_activate_once_and_mail_the_partner_once(live):
+    server, token, db_path = live
+    key_id = await new_key(server, token, kind="PARTNER", partnerEmail="p@acme.example")
+    right = verification_code(SECRET_KEY.encode(), uuid.UUID(key_id), 0)
+    results = await fire(server, token, VERIFY, [{"i": {"keyId": key_id, "code": right}}] * 20)
+    outcomes = Counter(r["verifyKey"]["__typename"] for r in results)
+    assert outcomes == {"ApiKey": 1, "VerificationError": 19}
+    counts = event_counts(db_path, key_id)
+    assert counts["VERIFIED"] == 1 and counts["PARTNER_OTP_SENT"] == 1
+    assert partner_mails(db_path, key_id) == 1
+    assert key_row(db_path, key_id)["attempts_used"] == 0
+
+
+async def test_parallel_resends_never_exceed_three(live):
+    server, token, db_path = live
+    key_id = await new_key(server, token)
+    results = await fire(server, token, RESEND, [{"i": {"keyId": key_id}}] * 20)
+    assert Counter(r["resendCode"]["__typename"] for r in results) == {"ApiKey": 3, "VerificationError": 17}
+    row = key_row(db_path, key_id)
+    assert row["resends_used"] == 3 and row["code_generation"] == 3
+    assert event_counts(db_path, key_id)["CODE_RESENT"] == 3
+
+
+async def test_parallel_reveals_return_the_secret_once(live):
+    server, token, db_path = live
+    key_id = await new_key(server, token)
+    right = verification_code(SECRET_KEY.encode(), uuid.UUID(key_id), 0)
+    [verified] = await fire(server, token, VERIFY, [{"i": {"keyId": key_id, "code": right}}])
+    assert verified["verifyKey"]["__typename"] == "ApiKey"
+    results = await fire(server, token, REVEAL, [{"i": {"keyId": key_id}}] * 20)
+    secrets = [r["revealKey"]["clientSecret"] for r in results if r["revealKey"]["__typename"] == "KeyCredentials"]
+    assert len(secrets) == 1
+    assert event_counts(db_path, key_id)["REVEALED"] == 1
+
+
+async def test_parallel_creates_respect_the_pending_cap(live):
+    server, _, _ = live
+    env = {**server.env}
+    token = run_cli(env, "admin", "create", "--institution", "Live U", "--email", "cap@uni.example").stdout.strip().splitlines()[-1]
+    results = await fire(
+        server,
+        token,
+        "mutation($i: CreateKeyInput!) { createKey(input: $i) { __typename } }",
+        [{"i": {"name": f"k{i}", "kind": "INSTITUTIONAL"}} for i in range(15)],
+    )
+    assert Counter(r["createKey"]["__typename"] for r in results) == {"ApiKey": 5, "PendingKeyLimitError": 10}
