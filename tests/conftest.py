@@ -4,15 +4,21 @@ an HTTP client going through the ASGI stack, a frozen clock, and the memory mail
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
 import shutil
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+from dbutil import TABLES, asyncpg_url
+from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from keyrelease import db
 from keyrelease.app import create_app
@@ -23,6 +29,63 @@ from keyrelease.service.admins import create_admin
 SECRET_KEY = "test-server-secret-0123456789abcdef-0123456789"
 CODE_LINE = re.compile(r"^Verification code: (\d{6})$", re.MULTILINE)
 OTP_LINE = re.compile(r"^One-time password: ([A-Z2-7-]+)$", re.MULTILINE)
+
+
+#: Every test that touches the database runs on SQLite, and on PostgreSQL too when
+#: KEYRELEASE_TEST_POSTGRES_URL names a server (e.g. postgres://postgres@127.0.0.1:5432/postgres).
+POSTGRES_SERVER = os.environ.get("KEYRELEASE_TEST_POSTGRES_URL", "").strip()
+BACKENDS = ["sqlite", "postgres"] if POSTGRES_SERVER else ["sqlite"]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, migrated once, dropped at the end."""
+    if not POSTGRES_SERVER:
+        pytest.skip("KEYRELEASE_TEST_POSTGRES_URL is not set")
+    name = f"keyrelease_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    server = asyncpg_url(POSTGRES_SERVER)
+    base, _, _ = server.rpartition("/")
+    url = f"{base}/{name}".replace("postgresql://", "postgres://", 1)
+
+    async def admin_sql(sql: str) -> None:
+        conn = await asyncpg.connect(server)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
+    try:
+        asyncio.run(db.apply_migrations(url))
+        yield url
+    finally:
+        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def empty_postgres(url: str) -> None:
+    async def truncate() -> None:
+        conn = await asyncpg.connect(asyncpg_url(url))
+        try:
+            await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        finally:
+            await conn.close()
+
+    asyncio.run(truncate())
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, migrated_template: Path) -> str:
+    """A migrated, empty database: a copy of a SQLite template, or the run's PostgreSQL
+    database with every table emptied."""
+    # Tortoise caches INSERT/DELETE statements per connection name, in the first backend's
+    # dialect. One process here alternates backends (a real service never does): start clean.
+    EXECUTOR_CACHE.clear()
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        empty_postgres(url)
+        return url
+    shutil.copy(migrated_template, tmp_path / "keyrelease.sqlite3")
+    return f"sqlite://{tmp_path / 'keyrelease.sqlite3'}"
 
 
 @pytest.fixture(scope="session")
@@ -51,9 +114,8 @@ def env_overrides() -> dict[str, str]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, migrated_template: Path, env_overrides: dict[str, str]) -> Settings:
-    shutil.copy(migrated_template, tmp_path / "keyrelease.sqlite3")
-    return Settings.from_env(base_env(tmp_path, **env_overrides))
+def settings(tmp_path: Path, database_url: str, env_overrides: dict[str, str]) -> Settings:
+    return Settings.from_env(base_env(tmp_path, KEYRELEASE_DATABASE_URL=database_url, **env_overrides))
 
 
 @pytest.fixture
@@ -114,6 +176,13 @@ class Api:
         fields.setdefault("kind", "INSTITUTIONAL")
         data = await self.data(CREATE_KEY, {"input": fields}, admin.token)
         return data["createKey"]
+
+    async def create_key_with_code(self, admin: AdminUser, **fields: Any) -> tuple[dict, str]:
+        """Create a key and wait for its code (counting the admin's mail before creating, as
+        the dispatcher may deliver before the response arrives)."""
+        before = len([m for m in self.mailbox.messages if m.to == admin.email])
+        key = await self.create_key(admin, **fields)
+        return key, await self.code_for(admin, nth=before + 1)
 
     async def verify(self, admin: AdminUser, key_id: str, code: str) -> dict:
         return (await self.data(VERIFY_KEY, {"input": {"keyId": key_id, "code": code}}, admin.token))["verifyKey"]
@@ -206,3 +275,56 @@ mutation($input: RevokeKeyInput!) {{
   }}
 }}"""
 KEY_QUERY = f"query($id: ID!) {{ key(id: $id) {{ {KEY_FIELDS} }} }}"
+
+
+# -- the token endpoint (issue 4) ------------------------------------------------------
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+GRANT = "grant_type=client_credentials"
+
+
+def basic_auth(client_id: str, secret: str) -> str:
+    """An ``Authorization`` header value for HTTP Basic, as most client libraries build it."""
+    import base64
+
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+async def request_token(
+    client: httpx.AsyncClient, client_id: str, secret: str, *, body: str = GRANT
+) -> httpx.Response:
+    headers = {**FORM, "Authorization": basic_auth(client_id, secret)}
+    return await client.post("/ids/auth/login", content=body, headers=headers)
+
+
+async def released_key(api: Api, admin: AdminUser, **fields: Any) -> tuple[dict, dict]:
+    """createKey, verify with the mailed code, reveal: the key and its credentials."""
+    import uuid
+
+    fields.setdefault("name", f"Key {uuid.uuid4().hex[:8]}")
+    key = await api.create_key(admin, **fields)
+    assert key["__typename"] == "ApiKey", key
+    code = await code_for_key(api, admin, fields["name"])
+    verified = await api.verify(admin, key["id"], code)
+    assert verified["__typename"] == "ApiKey" and verified["status"] == "ACTIVE", verified
+    creds = await api.reveal(admin, key["id"])
+    assert creds["__typename"] == "KeyCredentials", creds
+    return key, creds
+
+
+async def code_for_key(api: Api, admin: AdminUser, key_name: str) -> str:
+    """The first code mailed to ``admin`` for the key named ``key_name``."""
+    mails = await api.mailbox.wait_for(lambda m: m.to == admin.email and f"“{key_name}”" in m.subject)
+    match = CODE_LINE.search(mails[0].text)
+    assert match, mails[0].text
+    return match.group(1)
+
+
+@contextlib.asynccontextmanager
+async def running_app(settings: Settings, clock: FrozenClock) -> AsyncIterator[Api]:
+    """A second (or third) app on the same database, e.g. after a configuration change."""
+    application = create_app(settings, clock=clock)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://keyrelease.test") as http:
+            yield Api(client=http, app=application)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 
+import dbutil
 import pytest
 
 PARTNER = {"kind": "PARTNER", "partnerName": "Acme", "partnerEmail": "keys@acme.example"}
@@ -43,9 +43,7 @@ async def test_no_secret_rests_in_the_database_or_the_logs(api, settings, all_lo
         "partner client secret": partner_creds["clientSecret"],
         "admin token": ada.token,
     }
-    db_path = settings.database_url.removeprefix("sqlite://")
-    with sqlite3.connect(db_path) as conn:
-        dump = "\n".join(conn.iterdump())
+    dump = await dbutil.dump(settings.database_url)
     logs = "\n".join(record.getMessage() for record in all_logs.records)
     events = str((await api.key(ada, institutional["id"]))["events"]) + str((await api.key(ada, partner["id"]))["events"])
     out = capsys.readouterr()

@@ -7,13 +7,13 @@ HTTP connections. The test knows the server secret, so it derives the current co
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import uuid
 from collections import Counter
 
 import httpx
 import pytest
-from conftest import SECRET_KEY, base_env
+from conftest import BACKENDS, SECRET_KEY, base_env, empty_postgres
+from dbutil import query
 from liveserver import Server, run_cli
 
 from keyrelease.codes import verification_code
@@ -26,14 +26,17 @@ REVEAL = "mutation($i: RevealKeyInput!) { revealKey(input: $i) { __typename ... 
 CREATE = "mutation($i: CreateKeyInput!) { createKey(input: $i) { ... on ApiKey { id } } }"
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
+@pytest.fixture(scope="module", params=BACKENDS)
+def live(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("live")
     env = base_env(tmp, KEYRELEASE_MAIL_TRANSPORT="console")
+    if request.param == "postgres":
+        env["KEYRELEASE_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+        empty_postgres(env["KEYRELEASE_DATABASE_URL"])
     token = run_cli(env, "admin", "create", "--institution", "Live U", "--email", "live@uni.example").stdout.strip().splitlines()[-1]
     server = Server(env=env, log_path=tmp / "server.log").start()
     try:
-        yield server, token, env["KEYRELEASE_DATABASE_URL"].removeprefix("sqlite://")
+        yield server, token, env["KEYRELEASE_DATABASE_URL"]
     finally:
         server.stop()
 
@@ -58,23 +61,21 @@ async def new_key(server: Server, token: str, **fields) -> str:
     return data["createKey"]["id"]
 
 
-def key_row(db_path: str, key_id: str) -> dict:
-    with sqlite3.connect(db_path) as conn:
-        conn.row_factory = sqlite3.Row
-        return dict(conn.execute("SELECT * FROM api_key WHERE id = ?", (key_id,)).fetchone())
+async def key_row(database_url: str, key_id: str) -> dict:
+    [row] = await query(database_url, "SELECT * FROM api_key WHERE id = $1", uuid.UUID(key_id))
+    return row
 
 
-def event_counts(db_path: str, key_id: str) -> Counter:
-    with sqlite3.connect(db_path) as conn:
-        return Counter(t for (t,) in conn.execute("SELECT type FROM key_event WHERE key_id = ?", (key_id,)))
+async def event_counts(database_url: str, key_id: str) -> Counter:
+    rows = await query(database_url, "SELECT type FROM key_event WHERE key_id = $1", uuid.UUID(key_id))
+    return Counter(row["type"] for row in rows)
 
 
-def partner_mails(db_path: str, key_id: str) -> int:
-    with sqlite3.connect(db_path) as conn:
-        [(n,)] = conn.execute(
-            "SELECT count(*) FROM outbox_message WHERE key_id = ? AND kind = 'PARTNER_OTP'", (key_id,)
-        ).fetchall()
-    return n
+async def partner_mails(database_url: str, key_id: str) -> int:
+    rows = await query(
+        database_url, "SELECT id FROM outbox_message WHERE key_id = $1 AND kind = 'PARTNER_OTP'", uuid.UUID(key_id)
+    )
+    return len(rows)
 
 
 async def test_forty_parallel_wrong_codes_count_exactly_five_and_lock(live):
@@ -84,10 +85,10 @@ async def test_forty_parallel_wrong_codes_count_exactly_five_and_lock(live):
     wrong = f"{(int(right) + 1) % 1_000_000:06d}"
     results = await fire(server, token, VERIFY, [{"i": {"keyId": key_id, "code": wrong}}] * 40)
     assert {r["verifyKey"]["__typename"] for r in results} == {"VerificationError"}
-    row = key_row(db_path, key_id)
+    row = await key_row(db_path, key_id)
     assert row["attempts_used"] == 5
     assert row["locked_at"] is not None and row["lock_reason"] == "ATTEMPTS"
-    counts = event_counts(db_path, key_id)
+    counts = await event_counts(db_path, key_id)
     assert counts["VERIFICATION_FAILED"] == 5 and counts["LOCKED"] == 1
 
 
@@ -98,10 +99,10 @@ async def test_twenty_parallel_right_codes_activate_once_and_mail_the_partner_on
     results = await fire(server, token, VERIFY, [{"i": {"keyId": key_id, "code": right}}] * 20)
     outcomes = Counter(r["verifyKey"]["__typename"] for r in results)
     assert outcomes == {"ApiKey": 1, "VerificationError": 19}
-    counts = event_counts(db_path, key_id)
+    counts = await event_counts(db_path, key_id)
     assert counts["VERIFIED"] == 1 and counts["PARTNER_OTP_SENT"] == 1
-    assert partner_mails(db_path, key_id) == 1
-    assert key_row(db_path, key_id)["attempts_used"] == 0
+    assert await partner_mails(db_path, key_id) == 1
+    assert (await key_row(db_path, key_id))["attempts_used"] == 0
 
 
 async def test_parallel_resends_never_exceed_three(live):
@@ -109,9 +110,9 @@ async def test_parallel_resends_never_exceed_three(live):
     key_id = await new_key(server, token)
     results = await fire(server, token, RESEND, [{"i": {"keyId": key_id}}] * 20)
     assert Counter(r["resendCode"]["__typename"] for r in results) == {"ApiKey": 3, "VerificationError": 17}
-    row = key_row(db_path, key_id)
+    row = await key_row(db_path, key_id)
     assert row["resends_used"] == 3 and row["code_generation"] == 3
-    assert event_counts(db_path, key_id)["CODE_RESENT"] == 3
+    assert (await event_counts(db_path, key_id))["CODE_RESENT"] == 3
 
 
 async def test_parallel_reveals_return_the_secret_once(live):
@@ -123,7 +124,7 @@ async def test_parallel_reveals_return_the_secret_once(live):
     results = await fire(server, token, REVEAL, [{"i": {"keyId": key_id}}] * 20)
     secrets = [r["revealKey"]["clientSecret"] for r in results if r["revealKey"]["__typename"] == "KeyCredentials"]
     assert len(secrets) == 1
-    assert event_counts(db_path, key_id)["REVEALED"] == 1
+    assert (await event_counts(db_path, key_id))["REVEALED"] == 1
 
 
 async def test_parallel_creates_respect_the_pending_cap(live):

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import base64
-import sqlite3
-
+import dbutil
 import pytest
 
 from keyrelease.credentials import hash_secret
@@ -14,9 +13,8 @@ PARTNER = {"kind": "PARTNER", "partnerName": "Acme Analytics", "partnerEmail": "
 
 
 async def activate(api, admin, **fields):
-    key = await api.create_key(admin, **fields)
-    n = len([m for m in api.mailbox.messages if m.to == admin.email]) + 1
-    verified = await api.verify(admin, key["id"], await api.code_for(admin, nth=n))
+    key, code = await api.create_key_with_code(admin, **fields)
+    verified = await api.verify(admin, key["id"], code)
     assert verified["status"] == "ACTIVE", verified
     return verified
 
@@ -34,18 +32,16 @@ async def test_institutional_secret_is_revealed_exactly_once(api, settings):
     after = await api.key(ada, key["id"])
     assert after["revealed"] is True
     assert [e["type"] for e in after["events"]][-1] == "REVEALED"
-    db_path = settings.database_url.removeprefix("sqlite://")
-    with sqlite3.connect(db_path) as conn:
-        [(stored,)] = conn.execute("SELECT secret_hash FROM api_key WHERE id = ?", (key["id"],)).fetchall()
+    [row] = await dbutil.query(settings.database_url, "SELECT secret_hash FROM api_key WHERE id = $1", key["id"])
+    stored = row["secret_hash"]
     assert stored == hash_secret(secret)
 
 
 async def test_no_secret_exists_before_reveal(api, settings):
     ada = await api.admin()
     key = await activate(api, ada)
-    db_path = settings.database_url.removeprefix("sqlite://")
-    with sqlite3.connect(db_path) as conn:
-        [(stored,)] = conn.execute("SELECT secret_hash FROM api_key WHERE id = ?", (key["id"],)).fetchall()
+    [row] = await dbutil.query(settings.database_url, "SELECT secret_hash FROM api_key WHERE id = $1", key["id"])
+    stored = row["secret_hash"]
     assert stored is None
 
 
