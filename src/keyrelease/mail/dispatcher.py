@@ -1,11 +1,21 @@
 """Delivering the outbox: claim due messages, render, send, record the outcome.
 
-Claims are conditional updates with a lease (``status = SENDING, lease_until = now + 60 s``),
-so several dispatchers never hold the same message at once; a dispatcher that dies mid-send
-leaves a lease that expires, and the message is claimed again. Failures are retried with
-exponential backoff and jitter, the first retry within a few seconds, and dead-lettered
-(FAILED, with the reason) after ``max_attempts``. A code whose validity has passed is not
-sent (EXPIRED): it would only confuse. Retries never count as one of the admin's resends.
+A claim is a conditional UPDATE (``... SET status = SENDING, lease_until = now + 60 s WHERE
+id = ? AND status = <as read> AND attempts = <as read> AND <still due>``): of several
+dispatchers that read the same row, the database lets exactly one win, on SQLite and on
+PostgreSQL alike. The send itself is bounded by half the lease, so a live dispatcher always
+finishes before its lease runs out; a dispatcher that dies mid-send leaves a lease that
+expires, and the message is claimed again (same Message-ID, so the retry is recognisable).
+Every outcome is recorded only while the lease is still ours.
+
+Failures are retried with exponential backoff and jitter (first retry after 1-2 s by default,
+doubling, capped), or later when the provider says so (``Retry-After``), and dead-lettered
+(FAILED, with the reason kept) after ``max_attempts`` or at once for a permanent error. A
+message whose code or one-time password has expired is not sent (EXPIRED): it would only
+confuse. Retries never touch the key, so they never count as one of the admin's resends.
+
+Nothing here needs scrubbing afterwards: rows hold references only and the code is derived
+at render time (see ``keyrelease.mail.outbox`` and ``keyrelease.mail.render``).
 """
 
 from __future__ import annotations
@@ -14,16 +24,26 @@ import asyncio
 import logging
 import random
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from tortoise.expressions import Q
 
+from keyrelease import metrics
 from keyrelease.clock import Clock
 from keyrelease.exceptions import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from keyrelease.mail.render import MailRenderer
-from keyrelease.mail.transport import Transport
+from keyrelease.mail.transport import DeliveryResult, EmailMessage, Transport
 from keyrelease.models import DeliveryStatus, OutboxMessage
 
+if TYPE_CHECKING:
+    from keyrelease.config import Settings
+
 log = logging.getLogger("keyrelease.mail")
+
+#: A provider's Retry-After is honoured up to this; beyond it the message would expire anyway.
+MAX_RETRY_AFTER_SECONDS = 24 * 3600
+#: How long a stopping dispatcher waits for the database, beyond the send in hand.
+STOP_GRACE_SECONDS = 5
 
 
 class Dispatcher:
@@ -41,9 +61,10 @@ class Dispatcher:
         batch: int = 20,
     ) -> None:
         self.transport = transport
-        self._renderer = renderer
+        self.renderer = renderer
         self._clock = clock
         self._lease = timedelta(seconds=lease_seconds)
+        self._send_timeout = lease_seconds / 2
         self._poll = poll_seconds
         self.max_attempts = max_attempts
         self._first_retry = first_retry_seconds
@@ -51,25 +72,47 @@ class Dispatcher:
         self._batch = batch
         self._wake = asyncio.Event()
 
+    @classmethod
+    def from_settings(cls, settings: Settings, transport: Transport, clock: Clock) -> Dispatcher:
+        renderer = MailRenderer(
+            server_secret=settings.secret_key,
+            mail_from=settings.mail_from,
+            public_url=settings.public_url,
+            templates=settings.mail_templates,
+        )
+        return cls(
+            transport,
+            renderer,
+            clock,
+            max_attempts=settings.mail_max_attempts,
+            first_retry_seconds=settings.mail_retry_first_seconds,
+            max_retry_seconds=settings.mail_retry_max_seconds,
+            lease_seconds=settings.mail_lease_seconds,
+        )
+
     def wake(self) -> None:
         """Look at the outbox now rather than at the next poll."""
         self._wake.set()
 
     def retry_delay(self, attempts: int) -> float:
-        """Backoff after the ``attempts``-th failure: exponential, capped, with jitter."""
-        ceiling = min(self._max_retry, self._first_retry * 2 ** (attempts - 1))
+        """Backoff after the ``attempts``-th failure: exponential, capped, with jitter.
+
+        The ceiling doubles from ``first_retry_seconds``; the delay is drawn from its upper
+        half, so dispatchers that failed together do not all come back together.
+        """
+        ceiling = min(self._max_retry, self._first_retry * 2 ** min(attempts - 1, 32))
         return random.uniform(ceiling / 2, ceiling)
 
     async def run_forever(self) -> None:
         while True:
             try:
-                sent = await self.run_once()
+                handled = await self.run_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("outbox pass failed; retrying")
-                sent = 0
-            if sent:
+                handled = 0
+            if handled:
                 continue
             try:
                 await asyncio.wait_for(self._wake.wait(), self._poll)
@@ -79,14 +122,35 @@ class Dispatcher:
 
     async def run_once(self) -> int:
         """Deliver what is due now; return how many messages were handled."""
-        handled = 0
-        for message in await self._claim():
-            await self._deliver(message)
-            handled += 1
-        return handled
+        claimed = await self._claim()
+        for index, (message, lease) in enumerate(claimed):
+            delivery = asyncio.ensure_future(self._deliver(message, lease))
+            try:
+                await asyncio.shield(delivery)
+            except asyncio.CancelledError:
+                await self._wind_down(delivery, claimed[index + 1 :])
+                raise
+        return len(claimed)
 
-    async def _claim(self) -> list[OutboxMessage]:
+    async def _wind_down(self, delivery: asyncio.Future[None], rest: list[tuple[OutboxMessage, datetime]]) -> None:
+        """Stopping: let the message in hand finish, since its send is bounded and cutting it
+        short could send it twice; hand the rest of the batch back to the outbox at once
+        rather than when their lease runs out. Both waits are bounded."""
+        done, _ = await asyncio.wait([delivery], timeout=self._send_timeout + STOP_GRACE_SECONDS)
+        if not done:
+            delivery.cancel()
+        try:
+            async with asyncio.timeout(STOP_GRACE_SECONDS):
+                for message, lease in rest:
+                    await OutboxMessage.filter(
+                        id=message.id, status=DeliveryStatus.SENDING, lease_until=lease
+                    ).update(status=DeliveryStatus.PENDING, lease_until=None)
+        except TimeoutError:
+            log.warning("stopping: %d claimed message(s) left to their lease", len(rest))
+
+    async def _claim(self) -> list[tuple[OutboxMessage, datetime]]:
         now = self._clock.now()
+        lease = now + self._lease
         due = Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=now) | Q(
             status=DeliveryStatus.SENDING, lease_until__lte=now
         )
@@ -95,60 +159,81 @@ class Dispatcher:
         for message in candidates:
             won = await OutboxMessage.filter(
                 due, id=message.id, status=message.status, attempts=message.attempts
-            ).update(status=DeliveryStatus.SENDING, lease_until=now + self._lease)
+            ).update(status=DeliveryStatus.SENDING, lease_until=lease)
             if won:
-                claimed.append(message)
+                if message.status is DeliveryStatus.SENDING:
+                    log.warning("mail %s: reclaimed after an expired lease (a dispatcher stopped mid-send)", message.id)
+                claimed.append((message, lease))
         return claimed
 
-    async def _deliver(self, message: OutboxMessage) -> None:
+    async def _deliver(self, message: OutboxMessage, lease: datetime) -> None:
         now = self._clock.now()
-        expires_at = datetime.fromisoformat(message.payload["expires_at"])
-        if now >= expires_at:
-            await self._finish(message, DeliveryStatus.EXPIRED, error="expired before it could be sent")
+        if now >= datetime.fromisoformat(message.payload["expires_at"]):
+            await self._record(message, lease, status=DeliveryStatus.EXPIRED, last_error="expired before it could be sent")
+            metrics.delivery(message.kind.value, "expired")
             log.info("mail %s (%s) expired before delivery", message.id, message.kind.value)
             return
         attempts = message.attempts + 1
         try:
-            result = await self.transport.send(self._renderer.render(message))
+            mail = self.renderer.render(message)
+        except Exception as err:  # templates are checked at start-up; this is a bug, not a retry
+            log.exception("mail %s (%s) could not be rendered", message.id, message.kind.value)
+            await self._failed(message, lease, attempts, PermanentDeliveryError(f"could not render: {type(err).__name__}"))
+            return
+        try:
+            result = await self._send(mail)
         except DeliveryError as err:
-            await self._failed(message, attempts, err)
+            await self._failed(message, lease, attempts, err)
             return
-        except Exception as err:  # a transport bug must not kill the dispatcher
-            log.exception("transport %s raised unexpectedly", self.transport.name)
-            await self._failed(message, attempts, TransientDeliveryError(f"{type(err).__name__}"))
-            return
-        await OutboxMessage.filter(id=message.id, status=DeliveryStatus.SENDING).update(
+        await self._record(
+            message,
+            lease,
             status=DeliveryStatus.SENT,
             attempts=attempts,
             sent_at=self._clock.now(),
-            lease_until=None,
             last_error=None,
             provider_message_id=(result.provider_message_id or "")[:200] or None,
         )
+        metrics.delivery(message.kind.value, "sent", (self._clock.now() - message.created_at).total_seconds())
         log.info("mail %s (%s) sent via %s, attempt %d", message.id, message.kind.value, result.transport, attempts)
 
-    async def _failed(self, message: OutboxMessage, attempts: int, err: DeliveryError) -> None:
+    async def _send(self, mail: EmailMessage) -> DeliveryResult:
+        try:
+            async with asyncio.timeout(self._send_timeout):
+                return await self.transport.send(mail)
+        except DeliveryError:
+            raise
+        except TimeoutError as err:
+            raise TransientDeliveryError(f"transport {self.transport.name} did not finish within {self._send_timeout:g}s") from err
+        except Exception as err:  # a transport bug must not kill the dispatcher
+            log.exception("transport %s raised unexpectedly", self.transport.name)
+            raise TransientDeliveryError(f"transport {self.transport.name} raised {type(err).__name__}") from err
+
+    async def _failed(self, message: OutboxMessage, lease: datetime, attempts: int, err: DeliveryError) -> None:
         reason = f"{'transient' if err.transient else 'permanent'}: {err.provider_message}"[:500]
-        if isinstance(err, PermanentDeliveryError) or attempts >= self.max_attempts:
-            await self._finish(message, DeliveryStatus.FAILED, error=reason, attempts=attempts)
+        if not err.transient or attempts >= self.max_attempts:
+            await self._record(message, lease, status=DeliveryStatus.FAILED, attempts=attempts, last_error=reason)
+            metrics.delivery(message.kind.value, "failed")
             log.warning("mail %s (%s) failed for good after %d attempts: %s", message.id, message.kind.value, attempts, reason)
             return
-        delay = max(self.retry_delay(attempts), err.retry_after or 0)
-        await OutboxMessage.filter(id=message.id, status=DeliveryStatus.SENDING).update(
+        delay = self.retry_delay(attempts)
+        if err.retry_after is not None:
+            delay = max(delay, min(err.retry_after, MAX_RETRY_AFTER_SECONDS))
+        await self._record(
+            message,
+            lease,
             status=DeliveryStatus.PENDING,
             attempts=attempts,
             next_attempt_at=self._clock.now() + timedelta(seconds=delay),
-            lease_until=None,
             last_error=reason,
         )
+        metrics.delivery(message.kind.value, "retry")
         log.info("mail %s (%s) attempt %d failed (%s); retry in %.1fs", message.id, message.kind.value, attempts, reason, delay)
 
-    async def _finish(
-        self, message: OutboxMessage, status: DeliveryStatus, *, error: str, attempts: int | None = None
-    ) -> None:
-        await OutboxMessage.filter(id=message.id, status=DeliveryStatus.SENDING).update(
-            status=status,
-            attempts=message.attempts if attempts is None else attempts,
-            lease_until=None,
-            last_error=error,
+    async def _record(self, message: OutboxMessage, lease: datetime, **changes: object) -> None:
+        """Write an outcome, if the claim is still ours (status SENDING under our lease)."""
+        recorded = await OutboxMessage.filter(id=message.id, status=DeliveryStatus.SENDING, lease_until=lease).update(
+            lease_until=None, **changes
         )
+        if not recorded:
+            log.warning("mail %s: lease lost before the outcome could be recorded", message.id)

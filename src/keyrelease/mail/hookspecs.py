@@ -11,6 +11,9 @@ group and decorated with :data:`hookimpl`::
 
 pluggy hooks are synchronous: hooks only *register* things; the transports they register send
 asynchronously (see :class:`keyrelease.mail.transport.Transport`).
+
+``docs/plugins.md`` is the guide built on this module: a hook added here must get a section
+there (``tests/test_plugin_docs.py`` fails until it does).
 """
 
 from __future__ import annotations
