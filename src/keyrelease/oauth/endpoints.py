@@ -1,0 +1,171 @@
+"""``POST /ids/auth/login`` (OAuth 2.0 client credentials) and ``GET /.well-known/jwks.json``.
+
+Thin: parse the request, call :class:`ClientAuthenticator`, sign with :class:`TokenIssuer`.
+Errors follow RFC 6749 §5.2. Every unusable credential gets the one :data:`INVALID_CLIENT`
+response, byte for byte; an unexpected failure is logged once and answered with a bare
+``server_error`` (or ``temporarily_unavailable`` when the database cannot be reached).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from urllib.parse import parse_qsl
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from tortoise.exceptions import DBConnectionError, OperationalError
+
+from keyrelease import metrics
+from keyrelease.oauth.basic import BasicCredentials, parse_basic
+from keyrelease.oauth.tokens import TokenIssuer
+from keyrelease.service.clients import ClientAuthenticator
+from keyrelease.service.ratelimit import IPNetwork, Limited, RateLimiter, client_address
+
+log = logging.getLogger("keyrelease.oauth")
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+GRANT_TYPE = "client_credentials"
+MAX_BODY_BYTES = 4096
+MAX_FORM_FIELDS = 16
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+JWKS_CACHE = {"Cache-Control": "public, max-age=300"}
+#: The one answer to every credential that cannot have a token, whatever the reason: unknown
+#: client, wrong secret, a key that is pending, locked, revoked, expired or not yet revealed.
+INVALID_CLIENT = ("invalid_client", "Client authentication failed.")
+
+
+def oauth_error(status: int, error: str, description: str, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps({"error": error, "error_description": description}).encode()
+    return Response(body, status_code=status, media_type="application/json", headers={**NO_STORE, **(headers or {})})
+
+
+def invalid_request(description: str) -> Response:
+    return oauth_error(400, "invalid_request", description)
+
+
+def invalid_client() -> Response:
+    return oauth_error(401, *INVALID_CLIENT, {"WWW-Authenticate": 'Basic realm="keyrelease"'})
+
+
+def slow_down(limited: Limited) -> Response:
+    """429 with Retry-After. ``slow_down`` is the OAuth error code for "too many requests"
+    (RFC 8628 §3.5); RFC 6749 defines none for the token endpoint."""
+    description = f"Too many requests; retry after {limited.retry_after} seconds."
+    return oauth_error(429, "slow_down", description, {"Retry-After": str(limited.retry_after)})
+
+
+def _outcome(status: int) -> str:
+    return {200: "granted", 401: "invalid_client", 429: "rate_limited"}.get(
+        status, "error" if status >= 500 else "invalid_request"
+    )
+
+
+class OAuthEndpoints:
+    def __init__(
+        self,
+        clients: ClientAuthenticator,
+        issuer: TokenIssuer,
+        limiter: RateLimiter | None = None,
+        trusted_proxies: tuple[IPNetwork, ...] = (),
+    ) -> None:
+        self.clients = clients
+        self.issuer = issuer
+        self.limiter = limiter
+        self.trusted_proxies = trusted_proxies
+
+    async def token(self, request: Request) -> Response:
+        response = await self._answer(request)
+        metrics.token(_outcome(response.status_code))
+        return response
+
+    async def _answer(self, request: Request) -> Response:
+        try:
+            limited = await self._rate_limit(request)
+            if limited is not None:
+                return slow_down(limited)
+            return await self._token(request)
+        except ClientDisconnect:
+            return invalid_request("The request body was not received.")
+        except (DBConnectionError, OperationalError, OSError, TimeoutError) as err:
+            log.error("token endpoint: database unavailable (%s)", type(err).__name__)
+            return oauth_error(503, "temporarily_unavailable", "Try again shortly.", {"Retry-After": "1"})
+        except Exception:
+            log.exception("token endpoint failed")
+            return oauth_error(500, "server_error", "The server could not issue a token.")
+
+    async def _rate_limit(self, request: Request) -> Limited | None:
+        """One upsert: per client address, and per address and client ID."""
+        if self.limiter is None:
+            return None
+        ip = client_address(
+            request.client.host if request.client else None,
+            request.headers.getlist("x-forwarded-for"),
+            self.trusted_proxies,
+        )
+        credentials = parse_basic(request.headers.getlist("authorization"))
+        client_id = credentials.client_id if isinstance(credentials, BasicCredentials) else None
+        return await self.limiter.token_request(ip, client_id)
+
+    async def _token(self, request: Request) -> Response:
+        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if content_type != FORM_CONTENT_TYPE:
+            return invalid_request(f"Content-Type must be {FORM_CONTENT_TYPE}.")
+        body = await _read_limited(request, MAX_BODY_BYTES)
+        if body is None:
+            return oauth_error(413, "invalid_request", f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+        params = _parse_form(body)
+        if params is None:
+            return invalid_request("The body is not a valid form, or repeats a parameter.")
+        grant_type = params.get("grant_type")
+        if not grant_type:
+            return invalid_request("grant_type is required.")
+        if grant_type != GRANT_TYPE:
+            return oauth_error(400, "unsupported_grant_type", f"Only grant_type={GRANT_TYPE} is supported.")
+        credentials = parse_basic(request.headers.getlist("authorization"))
+        if credentials is None:
+            return invalid_client()
+        if not isinstance(credentials, BasicCredentials):
+            return invalid_request("The Authorization header is not valid Basic credentials.")
+        client = await self.clients.authenticate(credentials.client_id, credentials.secrets)
+        if client is None:
+            return invalid_client()
+        token = self.issuer.issue(client)
+        return JSONResponse(
+            {
+                "access_token": token.token,
+                "expires_in": token.expires_in,
+                "scope": token.scope,
+                "token_type": "Bearer",
+            },
+            headers=NO_STORE,
+        )
+
+    async def jwks(self, request: Request) -> Response:
+        return Response(self.issuer.jwks_json, media_type="application/json", headers=JWKS_CACHE)
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None when it is (or says it is) over ``limit`` bytes. Read here rather than
+    with ``request.form()``: a few bytes of form need no multipart machinery."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_form(body: bytes) -> dict[str, str] | None:
+    """The form's parameters, or None when it is not a form or repeats one (RFC 6749 §3.2)."""
+    try:
+        pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS, errors="strict")
+    except ValueError:  # non-ASCII body, bad percent-encoding, too many fields
+        return None
+    params = dict(pairs)
+    return params if len(params) == len(pairs) else None

@@ -1,0 +1,128 @@
+"""lastUsedAt: remembered in memory on the token path, written in batches, never per request."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import pytest
+from conftest import released_key, request_token, running_app
+from tortoise import connections
+
+import keyrelease.service.clients as clients
+
+LAST_USED = "query($id: ID!) { key(id: $id) { lastUsedAt } }"
+
+
+@contextlib.contextmanager
+def sql_log() -> Iterator[list[str]]:
+    """Every statement the ORM sends to the database meanwhile, on SQLite or PostgreSQL (the
+    client class's methods are wrapped; its transaction wrapper inherits them)."""
+    statements: list[str] = []
+    client_class = type(connections.get("default"))
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("execute_query", "execute_query_dict", "execute_insert", "execute_many"):
+            patch.setattr(client_class, name, _recording(getattr(client_class, name), statements))
+        yield statements
+
+
+def _recording(method, statements: list[str]):
+    @functools.wraps(method)
+    async def wrapper(self, query, *args, **kwargs):
+        statements.append(query)
+        return await method(self, query, *args, **kwargs)
+
+    return wrapper
+
+
+def updates_of_api_key(statements: list[str]) -> list[str]:
+    return [s for s in statements if s.lstrip().upper().replace('"', "").startswith("UPDATE API_KEY")]
+
+
+async def last_used(api, admin, key_id: str) -> datetime | None:
+    value = (await api.data(LAST_USED, {"id": key_id}, admin.token))["key"]["lastUsedAt"]
+    return datetime.fromisoformat(value) if value else None
+
+
+async def test_tokens_write_nothing_until_the_recorder_flushes_once_per_key(api, client, clock):
+    ada = await api.admin()
+    key, creds = await released_key(api, ada)
+    other, other_creds = await released_key(api, ada)
+    recorder = api.app.state.last_use
+
+    with sql_log() as statements:
+        for _ in range(20):
+            clock.advance(seconds=1)
+            assert (await request_token(client, creds["clientId"], creds["clientSecret"])).status_code == 200
+        assert (await request_token(client, other_creds["clientId"], other_creds["clientSecret"])).status_code == 200
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) >= 21  # it sees the lookups
+    assert updates_of_api_key(statements) == []
+    # Rate-limit counters are shared through the database on PostgreSQL (one upsert per
+    # request, by design); nothing else may be written.
+    writes = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "DELETE"))]
+    assert [s for s in writes if "rate_limit_counter" not in s] == []
+    assert await last_used(api, ada, key["id"]) is None
+    assert {str(k) for k in recorder.pending} == {key["id"], other["id"]}
+
+    with sql_log() as statements:
+        assert await recorder.flush() == 2
+    assert len(updates_of_api_key(statements)) == 2
+    assert await last_used(api, ada, key["id"]) == clock.now()
+    assert recorder.pending == {}
+    with sql_log() as statements:
+        assert await recorder.flush() == 0
+    assert statements == []
+
+
+async def test_a_refused_request_is_not_a_use(api, client):
+    ada = await api.admin()
+    key, creds = await released_key(api, ada)
+    assert (await request_token(client, creds["clientId"], "wrong")).status_code == 401
+    assert api.app.state.last_use.pending == {}
+
+
+async def test_last_use_only_moves_forward(api, client, clock):
+    """Two instances flushing their own batches out of order still agree."""
+    ada = await api.admin()
+    key, creds = await released_key(api, ada)
+    recorder = api.app.state.last_use
+    await request_token(client, creds["clientId"], creds["clientSecret"])
+    later = clock.now()
+    await recorder.flush()
+    recorder.record(uuid.UUID(key["id"]), later - timedelta(minutes=5))
+    await recorder.flush()
+    assert await last_used(api, ada, key["id"]) == later
+
+
+async def test_pending_uses_are_written_on_shutdown(settings, clock):
+    async with running_app(settings, clock) as api:
+        ada = await api.admin()
+        key, creds = await released_key(api, ada)
+        assert (await request_token(api.client, creds["clientId"], creds["clientSecret"])).status_code == 200
+        used_at = clock.now()
+        assert await last_used(api, ada, key["id"]) is None
+    async with running_app(settings, clock) as api:
+        assert await last_used(api, ada, key["id"]) == used_at
+
+
+async def test_a_failed_flush_keeps_the_batch_for_the_next_one(api, client, monkeypatch):
+    ada = await api.admin()
+    key, creds = await released_key(api, ada)
+    recorder = api.app.state.last_use
+    await request_token(client, creds["clientId"], creds["clientSecret"])
+
+    def failing_transaction(*args, **kwargs):
+        raise ConnectionError("database went away")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(clients, "in_transaction", failing_transaction)
+        try:
+            await recorder.flush()
+        except ConnectionError:
+            pass
+    assert {str(k) for k in recorder.pending} == {key["id"]}
+    assert await recorder.flush() == 1
+    assert await last_used(api, ada, key["id"]) is not None
