@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
+import pkgutil
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from tortoise import Tortoise
+import asyncpg
+from tortoise import Tortoise, connections
+from tortoise.exceptions import DBConnectionError
 from tortoise.migrations.api import migrate as tortoise_migrate
 
 APP = "models"
@@ -15,15 +21,45 @@ MODELS_MODULE = "keyrelease.models"
 MIGRATIONS_MODULE = "keyrelease.migrations"
 
 
-def tortoise_config(database_url: str) -> dict[str, Any]:
-    if database_url.startswith("postgresql://"):
-        database_url = "postgres://" + database_url.removeprefix("postgresql://")
+@dataclass(frozen=True)
+class PoolSettings:
+    """PostgreSQL connection pool bounds. Every wait is bounded, so an outage or an exhausted
+    pool becomes a clean error instead of a hung request."""
+
+    size: int = 10
+    connect_timeout: float = 5.0
+    command_timeout: float = 10.0
+
+
+def _connection(database_url: str, pool: PoolSettings) -> str | dict[str, Any]:
     if database_url.startswith("sqlite://"):
         path = database_url.removeprefix("sqlite://")
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return database_url
+    parts = urlsplit(database_url)
+    params = dict(parse_qsl(parts.query))
     return {
-        "connections": {"default": database_url},
+        "engine": "tortoise.backends.asyncpg",
+        "credentials": {
+            "host": parts.hostname or "127.0.0.1",
+            "port": parts.port or 5432,
+            "user": unquote(parts.username or "postgres"),
+            "password": unquote(parts.password) if parts.password else None,
+            "database": unquote(parts.path.lstrip("/")) or "postgres",
+            "minsize": 1,
+            "maxsize": pool.size,
+            "timeout": pool.connect_timeout,
+            "command_timeout": pool.command_timeout,
+            **({"ssl": params["sslmode"]} if "sslmode" in params else {}),
+            **({"application_name": params["application_name"]} if "application_name" in params else {}),
+        },
+    }
+
+
+def tortoise_config(database_url: str, pool: PoolSettings | None = None) -> dict[str, Any]:
+    return {
+        "connections": {"default": _connection(database_url, pool or PoolSettings())},
         "apps": {
             APP: {
                 "models": [MODELS_MODULE],
@@ -36,23 +72,61 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
     }
 
 
+_UNAVAILABLE = (
+    OSError,  # connection refused or reset
+    TimeoutError,  # connect, command or pool wait timed out
+    DBConnectionError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections
+)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) means the database cannot be reached right now:
+    a transient condition worth a 503 and a retry, not a bug."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, _UNAVAILABLE):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def migration_names() -> set[str]:
+    """The migrations shipped in the package."""
+    package = importlib.import_module(MIGRATIONS_MODULE)
+    return {m.name for m in pkgutil.iter_modules(package.__path__) if m.name[:4].isdigit()}
+
+
+async def pending_migrations() -> set[str]:
+    """Shipped migrations not yet applied to the connected database."""
+    rows = await connections.get("default").execute_query_dict(
+        f"SELECT name FROM tortoise_migrations WHERE app = '{APP}'"
+    )
+    return migration_names() - {row["name"] for row in rows}
+
+
 def is_sqlite(database_url: str) -> bool:
     return database_url.startswith("sqlite://")
 
 
-async def apply_migrations(database_url: str) -> None:
+async def apply_migrations(database_url: str, pool: PoolSettings | None = None) -> None:
     """Bring the schema up to the latest migration, then close the connections it opened."""
     try:
-        await tortoise_migrate(config=tortoise_config(database_url))
+        await tortoise_migrate(config=tortoise_config(database_url, pool))
     finally:
         await Tortoise.close_connections()
 
 
 @contextlib.asynccontextmanager
-async def connected(database_url: str) -> AsyncIterator[None]:
-    """Tortoise initialised for a CLI command; connections closed on the way out so the
-    process can exit."""
-    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
+async def connected(database_url: str, pool: PoolSettings | None = None) -> AsyncIterator[None]:
+    """Tortoise initialised for a CLI command or the worker; connections closed on the way
+    out so the process can exit."""
+    await Tortoise.init(config=tortoise_config(database_url, pool), _enable_global_fallback=True)
     try:
         yield
     finally:

@@ -1,0 +1,83 @@
+"""Migrations: the models and the latest migration agree; readiness knows when they lag;
+``serve`` migrates SQLite by itself and PostgreSQL only when told to."""
+
+from __future__ import annotations
+
+import asyncpg
+import httpx
+import pytest
+from conftest import POSTGRES_SERVER, base_env
+from dbutil import asyncpg_url
+from liveserver import Server, run_cli
+from tortoise.cli.cli import tortoise_cli_context
+from tortoise.migrations.autodetector import MigrationAutodetector
+
+from keyrelease import db
+
+
+async def test_models_and_the_latest_migration_agree():
+    config = db.tortoise_config("sqlite://:memory:")
+    async with tortoise_cli_context(config) as ctx:
+        writers = await MigrationAutodetector(ctx.apps, config["apps"]).changes()
+    assert writers == [], "models.py changed without a migration: run `make migrations` and commit it"
+
+
+async def test_readyz_reports_pending_migrations(tmp_path, clock):
+    from keyrelease.app import create_app
+    from keyrelease.config import Settings
+
+    settings = Settings.from_env(base_env(tmp_path))  # an empty database, never migrated
+    app = create_app(settings, clock=clock)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            response = await http.get("/readyz")
+    assert response.status_code == 503
+
+
+def test_serve_migrates_sqlite_by_itself(tmp_path):
+    server = Server(env=base_env(tmp_path), log_path=tmp_path / "server.log").start()
+    try:
+        ready = httpx.get(server.url + "/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["migrations"] == "current"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def empty_postgres_database():
+    if not POSTGRES_SERVER:
+        pytest.skip("KEYRELEASE_TEST_POSTGRES_URL is not set")
+    import asyncio
+    import uuid
+
+    name = f"keyrelease_migrate_{uuid.uuid4().hex[:8]}"
+    server = asyncpg_url(POSTGRES_SERVER)
+
+    async def run(sql):
+        conn = await asyncpg.connect(server)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.rpartition("/")[0].replace("postgresql://", "postgres://", 1) + "/" + name
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_serve_on_postgres_migrates_only_when_told(tmp_path, empty_postgres_database):
+    env = base_env(tmp_path, KEYRELEASE_DATABASE_URL=empty_postgres_database)
+    plain = Server(env=env, log_path=tmp_path / "plain.log").start()
+    try:
+        assert httpx.get(plain.url + "/readyz").status_code == 503
+    finally:
+        plain.stop()
+    migrating = Server(env=env, log_path=tmp_path / "migrating.log").start("--migrate")
+    try:
+        assert httpx.get(migrating.url + "/readyz").status_code == 200
+    finally:
+        migrating.stop()
+    assert run_cli(env, "migrate").returncode == 0  # idempotent
