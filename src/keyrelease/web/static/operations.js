@@ -1,0 +1,108 @@
+// Every GraphQL document these pages send. Each is a named operation, written as a frontend
+// team would write it: ask for what the screen shows, and for the members of the result
+// union it must handle. The schema is in schema.graphql; the rules in docs/api.md.
+
+const KEY_FIELDS = `
+  fragment KeyFields on ApiKey {
+    id
+    name
+    kind
+    status
+    clientId
+    createdAt
+    expiresAt
+    verificationDeadline
+    codeExpiresAt
+    attemptsRemaining
+    resendsRemaining
+    revealed
+    verifiedAt
+    revokedAt
+    lastUsedAt
+    partnerName
+    partnerEmail
+    lastDelivery { status at sentAt nextAttemptAt lastError }
+  }
+`;
+
+export const ME = `
+  query Me {
+    me { name email institution { name } }
+  }
+`;
+
+export const KEYS = `
+  query Keys($first: Int!, $after: String, $status: KeyStatus) {
+    keys(first: $first, after: $after, status: $status) {
+      edges {
+        node { id name kind status createdAt expiresAt verificationDeadline revokedAt lastUsedAt }
+      }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+`;
+
+export const KEY = `
+  query Key($id: ID!) {
+    key(id: $id) { ...KeyFields }
+  }
+  ${KEY_FIELDS}
+`;
+
+export const CREATE_KEY = `
+  mutation CreateKey($input: CreateKeyInput!) {
+    createKey(input: $input) {
+      __typename
+      ... on ApiKey { ...KeyFields }
+      ... on ValidationError { field message }
+      ... on PendingKeyLimitError { message limit }
+    }
+  }
+  ${KEY_FIELDS}
+`;
+
+export const VERIFY_KEY = `
+  mutation VerifyKey($input: VerifyKeyInput!) {
+    verifyKey(input: $input) {
+      __typename
+      ... on ApiKey { ...KeyFields }
+      ... on ValidationError { field message }
+      ... on VerificationError { message }
+    }
+  }
+  ${KEY_FIELDS}
+`;
+
+export const RESEND_CODE = `
+  mutation ResendCode($input: ResendCodeInput!) {
+    resendCode(input: $input) {
+      __typename
+      ... on ApiKey { ...KeyFields }
+      ... on VerificationError { message }
+    }
+  }
+  ${KEY_FIELDS}
+`;
+
+// An admin reveals an institutional key with keyId alone (and their token); a partner sends
+// the emailed oneTimePassword and no token. Same mutation, same answer.
+export const REVEAL_KEY = `
+  mutation RevealKey($input: RevealKeyInput!) {
+    revealKey(input: $input) {
+      __typename
+      ... on KeyCredentials { clientId clientSecret }
+      ... on VerificationError { message }
+    }
+  }
+`;
+
+export const REVOKE_KEY = `
+  mutation RevokeKey($input: RevokeKeyInput!) {
+    revokeKey(input: $input) {
+      __typename
+      ... on ApiKey { ...KeyFields }
+      ... on KeyNotFoundError { message }
+    }
+  }
+  ${KEY_FIELDS}
+`;

@@ -1,0 +1,654 @@
+"""The admin console and the partner page in a real browser: Playwright driving Debian's
+Chromium against the real app, served by uvicorn on a port, on a SQLite database, with the
+memory mail transport (the tests read each email as its recipient would) and a frozen clock
+the tests move.
+
+One server and one browser for the module; each test signs in as its own admin, in its own
+browser context. The server's clock stands in 2030 while the browser's runs today: every
+countdown on screen must therefore come from the server's clock (its ``Date`` header), not
+the browser's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import CODE_LINE, OTP_LINE, base_env, basic_auth
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip("browser tests need Chromium at /usr/bin/chromium (apt-get install chromium)", allow_module_level=True)
+playwright_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright (pip install -e '.[test]')")
+
+import uvicorn  # noqa: E402
+from liveserver import free_port  # noqa: E402
+from playwright.sync_api import Browser, Page, expect  # noqa: E402
+
+from keyrelease.app import create_app  # noqa: E402
+from keyrelease.clock import FrozenClock  # noqa: E402
+from keyrelease.config import Settings  # noqa: E402
+from keyrelease.models import KeyKind  # noqa: E402
+from keyrelease.service.admins import create_admin  # noqa: E402
+from keyrelease.service.results import GENERIC_VERIFICATION_ERROR  # noqa: E402
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+expect.set_options(timeout=10_000)
+
+
+# -- the server ------------------------------------------------------------------------
+
+
+def with_clock_date(app: Any, clock: FrozenClock) -> Any:
+    """The app with the ``Date`` header uvicorn would add, but read from the app's clock, as
+    it is in production (where the app's clock is the system clock)."""
+
+    async def dated(scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def send_dated(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                date = format_datetime(clock.now(), usegmt=True).encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"date", date)]}
+            await send(message)
+
+        await app(scope, receive, send_dated)
+
+    return dated
+
+
+class LiveApp:
+    """``create_app`` under uvicorn in a background thread, on that thread's event loop."""
+
+    def __init__(self, settings: Settings, clock: FrozenClock, port: int) -> None:
+        self.clock = clock
+        self.app = create_app(settings, clock=clock)
+        self.url = f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(
+            with_clock_date(self.app, clock), host="127.0.0.1", port=port, log_level="warning", date_header=False
+        )
+        self.server = uvicorn.Server(config)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._serve, name="web-test-server", daemon=True)
+
+    def _serve(self) -> None:
+        self.loop.run_until_complete(self.server.serve())
+        # A task cancelled at shutdown may leave a database call running on aiosqlite's worker
+        # thread; let its answer land before the loop closes.
+        self.loop.run_until_complete(asyncio.sleep(0.2))
+        self.loop.close()
+
+    def start(self) -> LiveApp:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+    def run(self, coroutine: Any) -> Any:
+        """Run a coroutine on the server's loop (where its database connections live)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(15)
+
+    def mails(self, predicate: Callable[[Any], bool], count: int = 1, timeout: float = 10) -> list[Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [m for m in list(self.app.state.mail.transport.messages) if predicate(m)]
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {count} matching mails, got {len(found)}")
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, migrated_template: Path) -> Iterator[LiveApp]:
+    tmp = tmp_path_factory.mktemp("web")
+    shutil.copy(migrated_template, tmp / "keyrelease.sqlite3")
+    port = free_port()
+    settings = Settings.from_env(
+        base_env(
+            tmp,
+            KEYRELEASE_PUBLIC_URL=f"http://127.0.0.1:{port}",
+            KEYRELEASE_MAX_PENDING_KEYS_PER_ADMIN="30",
+        )
+    )
+    live = LiveApp(settings, FrozenClock(), port).start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Admin:
+    """An admin of the running service, and their mailbox."""
+
+    def __init__(
+        self, server: LiveApp, *, institution: str = "", email: str = "", name: str = "Ada"
+    ) -> None:
+        self.email = email or f"ada-{uuid.uuid4().hex[:8]}@uni.example"
+        self.institution = institution or f"University {uuid.uuid4().hex[:8]}"  # sees only its own keys
+        created = server.run(create_admin(server.clock, institution=self.institution, email=self.email, name=name))
+        self.token = created.token
+        self.model = created.admin
+        self.server = server
+
+    def code(self, key_name: str, nth: int = 1) -> str:
+        """The code in the ``nth`` email about ``key_name``, as the admin reads it."""
+        mails = self.server.mails(lambda m: m.to == self.email and f"“{key_name}”" in m.subject, count=nth)
+        match = CODE_LINE.search(mails[nth - 1].text)
+        assert match, mails[nth - 1].text
+        return match.group(1)
+
+
+@pytest.fixture
+def admin(server: LiveApp) -> Admin:
+    return Admin(server)
+
+
+@pytest.fixture
+def page(browser: Browser, server: LiveApp) -> Iterator[Page]:
+    """A fresh browser context; the test fails on any script error or console error (a CSP
+    violation is one)."""
+    context = browser.new_context(
+        base_url=server.url, viewport={"width": 1024, "height": 800}, locale="en-GB", timezone_id="UTC"
+    )
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on("console", lambda message: problems.append(f"console: {message.text}") if message.type == "error" else None)
+    yield page
+    context.close()
+    assert not problems, problems
+
+
+# -- steps, as a user takes them -------------------------------------------------------
+
+
+def sign_in(page: Page, admin: Admin) -> None:
+    page.goto("/")
+    page.get_by_label("Admin token").fill(admin.token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Keys", exact=True)).to_be_focused()
+
+
+def create_key(page: Page, name: str, *, partner: tuple[str, str] | None = None) -> str:
+    """Fill in and send the create form; returns the new key's id (from the address bar)."""
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Create key").click()
+    expect(page.get_by_role("heading", name="Create key")).to_be_focused()
+    if partner:
+        page.get_by_label("Partner", exact=True).check()
+        page.get_by_label("Partner name").fill(partner[0])
+        page.get_by_label("Partner email").fill(partner[1])
+    page.get_by_label("Name", exact=True).fill(name)
+    page.get_by_role("button", name="Create key").click()
+    expect(page.get_by_role("heading", name=f"Verify “{name}”")).to_be_focused()
+    return page.url.rsplit("/", 1)[-1]
+
+
+def enter_code(page: Page, code: str) -> None:
+    page.get_by_label("Verification code").fill(code)
+    page.get_by_role("button", name="Verify", exact=True).click()
+
+
+def wrong(code: str) -> str:
+    return f"{(int(code) + 1) % 1_000_000:06d}"
+
+
+def countdown_seconds(page: Page, element_id: str) -> int:
+    minutes, seconds = page.locator(f"#{element_id}").inner_text().split(":")
+    return int(minutes) * 60 + int(seconds)
+
+
+# -- sign in ---------------------------------------------------------------------------
+
+
+def test_a_wrong_token_is_refused_with_a_clear_message_and_the_right_one_signs_in(page: Page, admin: Admin):
+    page.goto("/")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_focused()
+    page.get_by_label("Admin token").fill("kra_not-a-real-token")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#token-error")).to_have_text(re.compile("That admin token was not accepted"))
+    expect(page.get_by_label("Admin token")).to_have_attribute("aria-invalid", "true")
+
+    page.get_by_label("Admin token").fill(admin.token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Keys", exact=True)).to_be_focused()
+    expect(page.get_by_role("navigation", name="Console")).to_contain_text(f"Ada · {admin.institution}")
+    # The token is kept for this tab only: never in localStorage, a cookie or the address.
+    assert page.evaluate("sessionStorage.getItem('keyrelease.adminToken')") == admin.token
+    assert page.evaluate("localStorage.length") == 0
+    assert page.context.cookies() == []
+    assert admin.token not in page.url
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_focused()
+    assert page.evaluate("sessionStorage.length") == 0
+
+
+# -- create, verify, reveal ------------------------------------------------------------
+
+
+def test_create_an_institutional_key_and_verify_it_after_a_wrong_code(page: Page, admin: Admin, server: LiveApp):
+    sign_in(page, admin)
+    create_key(page, "Reporting pipeline")
+    code = admin.code("Reporting pipeline")
+
+    # Both clocks run by the server's time (2030), whatever the browser's clock says.
+    assert 280 <= countdown_seconds(page, "code-clock") <= 300
+    assert 880 <= countdown_seconds(page, "lock-clock") <= 900
+    expect(page.locator("#attempts-left")).to_have_text("5")
+    field = page.get_by_label("Verification code")
+    expect(field).to_have_attribute("inputmode", "numeric")
+    expect(field).to_have_attribute("autocomplete", "one-time-code")
+
+    enter_code(page, wrong(code))
+    expect(page.locator("#code-error")).to_have_text(GENERIC_VERIFICATION_ERROR)
+    expect(page.locator("#attempts-left")).to_have_text("4")
+
+    enter_code(page, f"{code[:3]} {code[3:]}")  # as pasted from some mail clients
+    expect(page.get_by_role("heading", name="“Reporting pipeline” is verified")).to_be_focused()
+    expect(page.get_by_role("button", name="Reveal credentials")).to_be_visible()
+
+
+def test_credentials_are_revealed_once_and_never_again(page: Page, admin: Admin, server: LiveApp):
+    sign_in(page, admin)
+    key_id = create_key(page, "Nightly export")
+    enter_code(page, admin.code("Nightly export"))
+    page.get_by_role("button", name="Reveal credentials").click()
+
+    client_id = page.get_by_label("Client ID", exact=True)
+    secret = page.get_by_label("Client secret", exact=True)
+    expect(client_id).to_have_value(re.compile(r"^us-east-1#"))
+    expect(secret).not_to_have_value("")
+    expect(client_id).not_to_be_editable()
+    expect(secret).not_to_be_editable()
+    expect(page.get_by_role("button", name="Copy client ID")).to_be_visible()
+    expect(page.get_by_role("button", name="Copy client secret")).to_be_visible()
+    expect(page.locator("#credentials-warning")).to_contain_text("It will not be shown again")
+    expect(page.get_by_role("heading", name="Credentials")).to_be_focused()
+    credentials = (client_id.input_value(), secret.input_value())
+
+    # The revealed credentials are the real thing: they get an access token.
+    token = httpx.post(
+        server.url + "/ids/auth/login",
+        content="grant_type=client_credentials",
+        headers={"Authorization": basic_auth(*credentials), "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert token.status_code == 200, token.text
+
+    # Away and back: the secret is gone from the page and cannot be asked for again.
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Keys").click()
+    expect(page.get_by_role("heading", name="Keys", exact=True)).to_be_focused()
+    assert credentials[1] not in page.content()
+    page.go_back()
+    expect(page.get_by_role("heading", name="“Nightly export” is verified")).to_be_focused()
+    expect(page.get_by_role("button", name="Reveal credentials")).to_have_count(0)
+    expect(page.locator("#key-message")).to_contain_text("cannot be shown again")
+    assert credentials[1] not in page.content()
+
+    page.reload()
+    expect(page.get_by_role("heading", name="“Nightly export” is verified")).to_be_visible()
+    expect(page.get_by_role("button", name="Reveal credentials")).to_have_count(0)
+    assert page.url.endswith(f"#/keys/{key_id}")
+
+
+def test_resend_until_none_are_left(page: Page, admin: Admin):
+    sign_in(page, admin)
+    create_key(page, "Resend me")
+    resend = page.get_by_role("button", name=re.compile("^Resend code"))
+    expect(resend).to_have_text("Resend code (3 left)")
+    for left in (2, 1, 0):
+        resend.click()
+        expect(resend).to_have_text(f"Resend code ({left} left)")
+        expect(page.get_by_label("Verification code")).to_be_focused()
+    expect(resend).to_be_disabled()
+    expect(page.locator("#resend-hint")).to_have_text("No resends are left for this key.")
+
+    # Four emails in all; only the newest code works.
+    newest = admin.code("Resend me", nth=4)
+    enter_code(page, newest)
+    expect(page.get_by_role("heading", name="“Resend me” is verified")).to_be_focused()
+
+
+def test_a_key_reaching_its_window_shows_the_lock(page: Page, admin: Admin, server: LiveApp):
+    page.clock.install()
+    sign_in(page, admin)
+    create_key(page, "Too late")
+    expect(page.locator("#lock-clock")).to_have_text(re.compile(r"^1[45]:\d\d$"))
+
+    # The countdowns are announced, politely, at whole minutes.
+    server.clock.advance(60)
+    page.clock.fast_forward(60_000)
+    expect(page.locator("#clock-status")).to_have_text("The code expires in 4 minutes.")
+    expect(page.locator("#clock-status")).to_have_attribute("aria-live", "polite")
+
+    window = server.app.state.settings.policy.verification_window_seconds
+    server.clock.advance(window - 60)
+    page.clock.fast_forward((window - 60) * 1000)
+
+    expect(page.get_by_role("heading", name="This key is locked")).to_be_focused()
+    expect(page.locator("#locked-reason")).to_contain_text("“Too late” is locked: it was not verified in time")
+    page.get_by_role("link", name="Create a new key").click()
+    expect(page.get_by_role("heading", name="Create key")).to_be_focused()
+    expect(page.get_by_label("Name", exact=True)).to_have_value("Too late")
+
+
+def test_wrong_codes_until_none_are_left_lock_the_key(page: Page, admin: Admin):
+    sign_in(page, admin)
+    create_key(page, "Guessed")
+    right = admin.code("Guessed")
+    for left in (4, 3, 2, 1):
+        enter_code(page, wrong(right))
+        expect(page.locator("#attempts-left")).to_have_text(str(left))
+    enter_code(page, wrong(right))
+    expect(page.get_by_role("heading", name="This key is locked")).to_be_focused()
+    expect(page.locator("#locked-reason")).to_contain_text("a wrong code was entered too many times")
+
+
+# -- create form -----------------------------------------------------------------------
+
+
+def test_validation_errors_from_the_api_appear_next_to_their_fields(page: Page, admin: Admin):
+    sign_in(page, admin)
+    page.goto("/#/new")
+    expect(page.get_by_label("Partner name")).to_be_hidden()
+    page.get_by_role("button", name="Create key").click()
+    expect(page.locator("#name-error")).to_have_text("Name must not be empty.")
+    expect(page.get_by_label("Name", exact=True)).to_be_focused()
+
+    page.get_by_label("Partner", exact=True).check()
+    page.get_by_label("Name", exact=True).fill("Acme feed")
+    page.get_by_label("Partner email").fill("not an address")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.locator("#partner-email-error")).to_have_text("A partner key needs a valid partnerEmail.")
+    expect(page.get_by_label("Partner email")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#name-error")).to_have_text("")
+
+    page.get_by_label("Partner email").fill("keys@acme.example")
+    page.get_by_label("Expires").fill("2026-01-01T00:00")  # the server's clock says 2030
+    page.get_by_role("button", name="Create key").click()
+    expect(page.locator("#expires-error")).to_have_text("expiresAt must be in the future.")
+
+
+# -- the keys list ---------------------------------------------------------------------
+
+
+def test_the_keys_list_is_newest_first_paginated_and_filtered(page: Page, admin: Admin, server: LiveApp):
+    keys = server.app.state.keys
+    lister = Admin(server)
+    made = []
+    for n in range(1, 13):
+        server.clock.advance(1)
+        made.append(server.run(keys.create_key(lister.model, name=f"Key {n:02d}", kind=KeyKind.INSTITUTIONAL)))
+    server.run(keys.revoke_key(lister.model, str(made[4].id)))
+
+    sign_in(page, lister)
+    rows = page.locator("#keys-body tr")
+    expect(rows).to_have_count(10)
+    expect(rows.first).to_contain_text("Key 12")
+    expect(rows.first).to_contain_text("Pending verification")
+    expect(rows.first.get_by_role("link", name="Verify Key 12")).to_be_visible()
+    page.get_by_role("button", name="Next page").click()
+    expect(rows).to_have_count(2)
+    expect(rows.nth(1)).to_contain_text("Key 01")
+    expect(page.get_by_role("button", name="Next page")).to_be_disabled()
+    page.get_by_role("button", name="Previous page").click()
+    expect(rows).to_have_count(10)
+
+    page.get_by_label("Show", exact=True).select_option("REVOKED")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Key 05")
+    expect(rows.first).to_contain_text("Revoked")
+
+    page.get_by_label("Show", exact=True).select_option("PENDING_VERIFICATION")
+    expect(rows).to_have_count(10)
+    rows.first.get_by_role("link", name="Verify Key 12").click()
+    expect(page.get_by_role("heading", name="Verify “Key 12”")).to_be_focused()
+
+
+# -- the partner's page ----------------------------------------------------------------
+
+
+def test_the_partner_page_reveals_once_with_the_emailed_one_time_password(page: Page, admin: Admin, server: LiveApp):
+    sign_in(page, admin)
+    partner_email = f"keys-{uuid.uuid4().hex[:6]}@acme.example"
+    key_id = create_key(page, "Acme feed", partner=("Acme", partner_email))
+    enter_code(page, admin.code("Acme feed"))
+    expect(page.get_by_role("heading", name="“Acme feed” is verified")).to_be_focused()
+    expect(page.locator("#key-message")).to_contain_text(f"The partner Acme ({partner_email}) has been emailed")
+    expect(page.get_by_role("button", name="Reveal credentials")).to_have_count(0)
+
+    # The partner reads the email: a link to the page, the Key ID and the one-time password.
+    mail = server.mails(lambda m: m.to == partner_email)[0]
+    otp = OTP_LINE.search(mail.text).group(1)
+    assert re.search(rf"^Key ID: {key_id}$", mail.text, re.MULTILINE), mail.text
+    link = re.search(r"(http://\S+/partner)\b", mail.text).group(1)
+    assert link == server.url + "/partner"
+
+    partner = page.context.browser.new_context(locale="en-GB", viewport={"width": 800, "height": 800})
+    try:
+        tab = partner.new_page()
+        tab.goto(link)
+        expect(tab.get_by_role("heading", name="Retrieve your API key")).to_be_focused()
+        tab.get_by_label("Key ID").fill(key_id)
+        tab.get_by_label("One-time password").fill("AAAA-BBBB-CCCC-DDDD")
+        tab.get_by_role("button", name="Reveal credentials").click()
+        expect(tab.locator("#retrieve-error")).to_have_text(GENERIC_VERIFICATION_ERROR)
+
+        tab.get_by_label("One-time password").fill(otp.lower())  # case does not matter
+        tab.get_by_role("button", name="Reveal credentials").click()
+        expect(tab.get_by_role("heading", name="Your API key")).to_be_focused()
+        expect(tab.get_by_label("Client ID", exact=True)).to_have_value(re.compile(r"^us-east-1#"))
+        secret = tab.get_by_label("Client secret", exact=True).input_value()
+        assert secret
+        expect(tab.locator("#credentials-warning")).to_contain_text("It will not be shown again")
+
+        tab.get_by_role("button", name="I have stored the secret").click()
+        expect(tab.get_by_role("heading", name="Credentials retrieved")).to_be_focused()
+        assert secret not in tab.content()
+
+        tab.goto(link)
+        tab.get_by_label("Key ID").fill(key_id)
+        tab.get_by_label("One-time password").fill(otp)
+        tab.get_by_role("button", name="Reveal credentials").click()
+        expect(tab.locator("#retrieve-error")).to_have_text(GENERIC_VERIFICATION_ERROR)
+    finally:
+        partner.close()
+
+    page.reload()
+    expect(page.locator("#key-message")).to_have_text("The partner has retrieved the credentials.")
+
+
+# -- keyboard and small screens --------------------------------------------------------
+
+
+def tab_until(page: Page, selector: str, limit: int = 40) -> None:
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("(s) => document.activeElement?.matches(s)", selector):
+            return
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+def assert_fits(page: Page, width: int) -> None:
+    scroll_width = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll_width <= width, f"the page is {scroll_width} px wide in a {width} px window"
+
+
+def test_the_whole_flow_works_by_keyboard_at_320_px(browser: Browser, server: LiveApp, admin: Admin):
+    context = browser.new_context(base_url=server.url, viewport={"width": 320, "height": 640}, locale="en-GB")
+    try:
+        page = context.new_page()
+        page.goto("/")
+        assert_fits(page, 320)
+        tab_until(page, "#token")
+        page.keyboard.type(admin.token)
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", name="Keys", exact=True)).to_be_focused()
+        assert_fits(page, 320)
+
+        tab_until(page, "a[href='#/new']")
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", name="Create key")).to_be_focused()
+        assert_fits(page, 320)
+        tab_until(page, "#kind-institutional")
+        page.keyboard.press("ArrowDown")  # radio buttons: arrows move the choice
+        expect(page.get_by_label("Partner email")).to_be_visible()
+        page.keyboard.press("ArrowUp")
+        expect(page.get_by_label("Partner email")).to_be_hidden()
+        tab_until(page, "#name")
+        page.keyboard.type("A key with a rather long name, for a narrow screen")
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", name=re.compile("^Verify"))).to_be_focused()
+        assert_fits(page, 320)
+
+        tab_until(page, "#code")
+        page.keyboard.type(admin.code("A key with a rather long name, for a narrow screen"))
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", name=re.compile("is verified$"))).to_be_focused()
+        tab_until(page, "#reveal-button")
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", name="Credentials")).to_be_focused()
+        assert_fits(page, 320)
+        tab_until(page, "#client-secret")
+        tab_until(page, "#stored-button")
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", name="Keys", exact=True)).to_be_focused()
+        assert_fits(page, 320)
+
+        page.goto("/partner")
+        expect(page.get_by_role("heading", name="Retrieve your API key")).to_be_focused()
+        assert_fits(page, 320)
+    finally:
+        context.close()
+
+
+# -- screenshots -----------------------------------------------------------------------
+
+
+def test_screenshots_of_every_screen(browser: Browser, server: LiveApp, tmp_path: Path):
+    """Renders every screen into a PNG. With KEYRELEASE_UPDATE_SCREENSHOTS=1 they replace
+    the ones in docs/screenshots/ (see docs/console.md)."""
+    out = SCREENSHOTS if os.environ.get("KEYRELEASE_UPDATE_SCREENSHOTS") == "1" else tmp_path
+    out.mkdir(parents=True, exist_ok=True)
+    ada = Admin(server, institution="Example University", email="ada@uni.example", name="Ada Lovelace")
+    window = server.app.state.settings.policy.verification_window_seconds
+    context = browser.new_context(
+        base_url=server.url, viewport={"width": 1000, "height": 720}, locale="en-GB", timezone_id="UTC"
+    )
+    try:
+        page = context.new_page()
+
+        def shot(name: str, target: Page | None = None) -> None:
+            (target or page).screenshot(path=str(out / f"{name}.png"), full_page=True)
+
+        page.goto("/")
+        page.get_by_label("Admin token").fill("kra_this-is-not-it")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.locator("#token-error")).not_to_be_empty()
+        shot("sign-in")
+        page.get_by_label("Admin token").fill(ada.token)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Keys", exact=True)).to_be_visible()
+
+        create_key(page, "Old dashboard")  # left to lock
+        server.clock.advance(window)
+
+        create_key(page, "Reporting pipeline")
+        server.clock.advance(41)  # the clocks have been running for a while
+        enter_code(page, "000000")
+        expect(page.locator("#attempts-left")).to_have_text("4")
+        page.get_by_role("button", name=re.compile("^Resend code")).click()
+        expect(page.get_by_role("button", name=re.compile("^Resend code"))).to_have_text("Resend code (2 left)")
+        page.get_by_label("Verification code").fill("407")
+        shot("verify")
+        page.set_viewport_size({"width": 320, "height": 640})
+        shot("verify-320px")
+        page.set_viewport_size({"width": 1000, "height": 720})
+
+        enter_code(page, ada.code("Reporting pipeline", nth=2))
+        expect(page.get_by_role("button", name="Reveal credentials")).to_be_visible()
+        shot("verified")
+        page.get_by_role("button", name="Reveal credentials").click()
+        expect(page.get_by_label("Client secret", exact=True)).not_to_have_value("")
+        shot("reveal")
+        page.get_by_role("button", name="I have stored the secret").click()
+
+        create_key(page, "Acme data feed", partner=("Acme Analytics", "keys@acme.example"))
+        enter_code(page, ada.code("Acme data feed"))
+        expect(page.get_by_role("heading", name="“Acme data feed” is verified")).to_be_visible()
+        shot("verified-partner")
+        create_key(page, "Billing export")  # left pending
+
+        page.goto("/#/new")
+        page.get_by_label("Partner", exact=True).check()
+        page.get_by_label("Name", exact=True).fill("Second Acme feed")
+        page.get_by_label("Partner name").fill("Acme Analytics")
+        page.get_by_label("Partner email").fill("keys@acme")
+        page.get_by_role("button", name="Create key").click()
+        expect(page.locator("#partner-email-error")).not_to_be_empty()
+        shot("create")
+
+        page.goto("/#/keys")
+        expect(page.locator("#keys-body tr")).to_have_count(4)
+        shot("keys")
+        page.set_viewport_size({"width": 320, "height": 640})
+        shot("keys-320px")
+        page.set_viewport_size({"width": 1000, "height": 720})
+        page.locator("#keys-body").get_by_role("link", name="Old dashboard").click()
+        expect(page.get_by_role("heading", name="This key is locked")).to_be_visible()
+        shot("locked")
+
+        mail = server.mails(lambda m: m.to == "keys@acme.example" and "“Acme data feed”" in m.subject)[-1]
+        key_id = re.search(r"^Key ID: (\S+)$", mail.text, re.MULTILINE).group(1)
+        partner = context.new_page()
+        partner.goto("/partner")
+        partner.get_by_label("Key ID").fill(key_id)
+        partner.get_by_label("One-time password").fill(OTP_LINE.search(mail.text).group(1))
+        shot("partner", partner)
+        partner.get_by_role("button", name="Reveal credentials").click()
+        expect(partner.get_by_label("Client secret", exact=True)).not_to_have_value("")
+        shot("partner-revealed", partner)
+    finally:
+        context.close()
+    for name in SCREENS:
+        assert (out / f"{name}.png").stat().st_size > 1000, name
+
+
+SCREENS = (
+    "sign-in", "keys", "keys-320px", "create", "verify", "verify-320px", "verified", "reveal",
+    "verified-partner", "locked", "partner", "partner-revealed",
+)
