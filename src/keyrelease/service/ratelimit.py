@@ -1,0 +1,237 @@
+"""Rate limits: fixed-window counters per rule and subject, and the client's address.
+
+Framework-free: callers pass the client address and the target (a client ID, a key ID, an
+admin id) and get back ``None`` (go ahead) or :class:`Limited` (refuse, with Retry-After).
+
+A counter is one row per *bucket* (``rule:subject``) holding the end of its current window
+and the count in it. Every check is **one** atomic upsert over all the buckets it touches::
+
+    INSERT INTO rate_limit_counter (bucket, window_end, count) VALUES (?, ?, 1), (?, ?, 1)
+    ON CONFLICT (bucket) DO UPDATE SET count = CASE WHEN <same window> THEN count + 1 ELSE 1 END, ...
+    RETURNING bucket, count, window_end
+
+so limits hold across processes and instances on one PostgreSQL (and on SQLite ≥ 3.35),
+without a read-then-write race. A window that ended is reset by the same statement; a
+request from a clock slightly behind counts in the newer window. Rows whose window ended
+are deleted by :meth:`RateLimiter.prune` (the app runs it every minute).
+
+:class:`MemoryCounterStore` keeps the counters in process memory instead: for one instance on
+SQLite, or tests. It must not be used behind a load balancer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from tortoise import connections
+
+from keyrelease import metrics
+from keyrelease.clock import Clock
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
+_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_SUBJECT_MAX = 100
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most ``limit`` requests per ``period`` seconds."""
+
+    limit: int
+    period: int
+
+    @classmethod
+    def parse(cls, text: str) -> Rate | None:
+        """``"10/minute"`` → Rate(10, 60); ``"off"`` → None. Raises ValueError otherwise."""
+        if text.strip().lower() in ("off", "none", "0"):
+            return None
+        match = _RATE.match(text.lower())
+        if not match or int(match.group(1)) < 1:
+            raise ValueError("must be N/second, N/minute, N/hour or N/day (N ≥ 1), or off")
+        return cls(int(match.group(1)), _PERIODS[match.group(2)])
+
+    def __str__(self) -> str:
+        unit = {v: k for k, v in _PERIODS.items()}[self.period]
+        return f"{self.limit}/{unit}"
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """The configured rules (None: the rule is off). Defaults never trouble a real integration."""
+
+    token_ip: Rate | None = Rate(3000, 60)
+    token_client: Rate | None = Rate(600, 60)
+    partner_ip: Rate | None = Rate(20, 60)
+    partner_key: Rate | None = Rate(10, 60)
+    admin: Rate | None = Rate(120, 60)
+
+
+@dataclass(frozen=True)
+class Limited:
+    """Refused by ``rule``; the client may try again after ``retry_after`` seconds."""
+
+    rule: str
+    retry_after: int
+    message: str = "Too many requests; try again later."
+
+
+class CounterStore(Protocol):
+    async def hit(self, buckets: Sequence[tuple[str, int]]) -> dict[str, int]:
+        """Count one request in each ``(bucket, window_end)``; the counts in the current windows."""
+
+    async def prune(self, now: int) -> int:
+        """Forget counters whose window ended before ``now``; how many were removed."""
+
+
+class DatabaseCounterStore:
+    """Counters in the ``rate_limit_counter`` table, shared by every instance."""
+
+    async def hit(self, buckets: Sequence[tuple[str, int]]) -> dict[str, int]:
+        connection = connections.get("default")
+        postgres = connection.capabilities.dialect == "postgres"
+        values, params = [], []
+        for index, (bucket, window_end) in enumerate(buckets):
+            values.append(f"(${2 * index + 1}, ${2 * index + 2}, 1)" if postgres else "(?, ?, 1)")
+            params += [bucket, window_end]
+        t = "rate_limit_counter"
+        same_window = f"{t}.window_end >= excluded.window_end"
+        sql = (
+            f"INSERT INTO {t} (bucket, window_end, count) VALUES {', '.join(values)} "
+            f"ON CONFLICT (bucket) DO UPDATE SET "
+            f"count = CASE WHEN {same_window} THEN {t}.count + 1 ELSE 1 END, "
+            f"window_end = CASE WHEN {same_window} THEN {t}.window_end ELSE excluded.window_end END "
+            f"RETURNING bucket, count"
+        )
+        rows = await connection.execute_query_dict(sql, params)
+        return {row["bucket"]: int(row["count"]) for row in rows}
+
+    async def prune(self, now: int) -> int:
+        connection = connections.get("default")
+        placeholder = "$1" if connection.capabilities.dialect == "postgres" else "?"
+        removed, _ = await connection.execute_query(
+            f"DELETE FROM rate_limit_counter WHERE window_end < {placeholder}", [now]
+        )
+        return removed
+
+
+class MemoryCounterStore:
+    """Counters in this process only (one instance on SQLite, or tests)."""
+
+    def __init__(self) -> None:
+        self._counters: dict[str, tuple[int, int]] = {}
+
+    async def hit(self, buckets: Sequence[tuple[str, int]]) -> dict[str, int]:
+        counts = {}
+        for bucket, window_end in buckets:  # no await inside: atomic on the event loop
+            current_end, count = self._counters.get(bucket, (window_end, 0))
+            if current_end < window_end:
+                current_end, count = window_end, 0
+            self._counters[bucket] = (current_end, count + 1)
+            counts[bucket] = count + 1
+        return counts
+
+    async def prune(self, now: int) -> int:
+        ended = [bucket for bucket, (end, _) in self._counters.items() if end < now]
+        for bucket in ended:
+            del self._counters[bucket]
+        return len(ended)
+
+
+class RateLimiter:
+    def __init__(self, limits: RateLimits, store: CounterStore, clock: Clock) -> None:
+        self.limits = limits
+        self.store = store
+        self.clock = clock
+
+    async def token_request(self, ip: str, client_id: str | None) -> Limited | None:
+        """The token endpoint: per client address, and per address and client ID together.
+
+        Not per client ID alone: client IDs are not secret, and such a counter would let anyone
+        who knows one shut its integration out. Secrets are 256-bit random, so the limit is
+        about load, not guessing.
+        """
+        rules = [("token_ip", self.limits.token_ip, ip)]
+        if client_id is not None:
+            rules.append(("token_client", self.limits.token_client, f"{ip} {client_id}"))
+        return await self._check(rules)
+
+    async def partner_reveal(self, ip: str, key_id: str) -> Limited | None:
+        """The partner's revealKey: per client address and per key ID (an OTP guess budget
+        on top of the key's own attempt limit)."""
+        return await self._check([("partner_ip", self.limits.partner_ip, ip), ("partner_key", self.limits.partner_key, key_id)])
+
+    async def admin_mutation(self, admin_id: int) -> Limited | None:
+        return await self._check([("admin", self.limits.admin, str(admin_id))])
+
+    async def prune(self) -> int:
+        return await self.store.prune(math.floor(self.clock.now().timestamp()))
+
+    async def _check(self, rules: list[tuple[str, Rate | None, str]]) -> Limited | None:
+        now = self.clock.now().timestamp()
+        active = [(name, rate, _bucket(name, subject)) for name, rate, subject in rules if rate is not None]
+        if not active:
+            return None
+        window_ends = {bucket: (math.floor(now) // rate.period + 1) * rate.period for _, rate, bucket in active}
+        counts = await self.store.hit(list(window_ends.items()))
+        refused = [(name, bucket) for name, rate, bucket in active if counts.get(bucket, 0) > rate.limit]
+        if not refused:
+            return None
+        retry_after = max(max(1, math.ceil(window_ends[bucket] - now)) for _, bucket in refused)
+        metrics.rate_limited(refused[0][0])
+        return Limited(rule=refused[0][0], retry_after=retry_after)
+
+
+def _bucket(rule: str, subject: str) -> str:
+    """``rule:subject``; a long or odd subject (attacker-chosen) is replaced by its hash."""
+    if len(subject) > _SUBJECT_MAX or not subject.isprintable():
+        subject = "sha256=" + hashlib.sha256(subject.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{rule}:{subject}"
+
+
+def parse_networks(text: str) -> tuple[IPNetwork, ...]:
+    """``"10.0.0.0/8, 192.0.2.1"`` → networks. Raises ValueError naming a bad entry."""
+    networks = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"not an IP address or CIDR network: {item!r}") from None
+    return tuple(networks)
+
+
+def client_address(peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IPNetwork]) -> str:
+    """The address to count a request against.
+
+    The connecting peer, unless it is a trusted proxy: then the right-most entry of
+    ``X-Forwarded-For`` that is not itself a trusted proxy (entries to its left were written
+    by the client and prove nothing). With no trusted proxies configured the header is ignored.
+    """
+    address = peer or "unknown"
+    if not trusted or not _is_trusted(address, trusted):
+        return address
+    entries = [entry.strip() for header in forwarded_for for entry in header.split(",") if entry.strip()]
+    for entry in reversed(entries):
+        if not _is_trusted(entry, trusted):
+            return entry
+    return entries[0] if entries else address
+
+
+def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _is_trusted(text: str, trusted: Sequence[IPNetwork]) -> bool:
+    address = _parse_ip(text)
+    return address is not None and any(address in network for network in trusted)
