@@ -4,13 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test schema migrations bench clean
+.PHONY: install run test lint schema migrations bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/keyrelease-webhook/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "keyrelease needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e examples/keyrelease-webhook
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -19,9 +20,21 @@ install: $(STAMP)
 run: install
 	$(BIN)/keyrelease serve
 
-## Run the whole test suite.
-test: install
+## Run the static checks, then the whole test suite.
+test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Static checks: ruff and mypy must pass; pip-audit fails on a known vulnerability and only
+## warns when the advisory database cannot be reached (offline, proxy), so offline work goes on.
+lint: install
+	$(BIN)/ruff check src plugins
+	$(BIN)/mypy src plugins
+	@out=$$(timeout 90 $(BIN)/pip-audit --local --skip-editable --progress-spinner off 2>&1); rc=$$?; \
+	skipped=$$(printf '%s\n' "$$out" | grep -c 'could not be audited'); \
+	if printf '%s\n' "$$out" | grep -q 'known vulnerabilit.* in'; then printf '%s\n' "$$out"; exit 1; \
+	elif [ $$rc -ne 0 ]; then echo "pip-audit: WARNING: the advisory database could not be reached; dependencies were NOT audited"; \
+	elif [ $$skipped -gt 0 ]; then echo "pip-audit: no known vulnerabilities; WARNING: $$skipped packages unknown to the index were not audited"; \
+	else echo "pip-audit: no known vulnerabilities"; fi
 
 ## Write schema.graphql from the code (a test fails when they differ).
 schema: install
@@ -30,6 +43,22 @@ schema: install
 ## Generate a migration after changing src/keyrelease/models.py.
 migrations: install
 	$(BIN)/tortoise -c keyrelease.db.TORTOISE_ORM makemigrations
+
+## Benchmark harness (bench/run.py): real service vs bare Starlette, results in bench/results/latest.
+## BENCH_SMOKE=1 for a quick run, BENCH_LARGE=1 for the 1,000,000-key comparison.
+bench: install
+	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq wrk; \
+	  else \
+	    echo "bench needs wrk: sudo apt-get install -y wrk (Debian/Ubuntu)" >&2; exit 1; \
+	  fi; }
+	$(BIN)/python bench/run.py
+
+## A few seconds of every benchmark stage: proves the harness runs (no meaningful numbers).
+bench-smoke:
+	BENCH_SMOKE=1 $(MAKE) bench
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

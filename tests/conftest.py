@@ -178,11 +178,19 @@ class Api:
         return data["createKey"]
 
     async def create_key_with_code(self, admin: AdminUser, **fields: Any) -> tuple[dict, str]:
-        """Create a key and wait for its code (counting the admin's mail before creating, as
-        the dispatcher may deliver before the response arrives)."""
-        before = len([m for m in self.mailbox.messages if m.to == admin.email])
+        """Create a key and wait for its own code mail (found by the key's name, unique unless
+        the caller chose one), whatever other mail is still on its way."""
+        fields.setdefault("name", f"Key {uuid.uuid4().hex[:8]}")
+
+        def for_this_key(m: Any) -> bool:
+            return m.to == admin.email and f"“{fields['name']}”" in m.subject
+
+        before = len([m for m in self.mailbox.messages if for_this_key(m)])
         key = await self.create_key(admin, **fields)
-        return key, await self.code_for(admin, nth=before + 1)
+        mails = await self.mailbox.wait_for(for_this_key, count=before + 1)
+        match = CODE_LINE.search(mails[before].text)
+        assert match, mails[before].text
+        return key, match.group(1)
 
     async def verify(self, admin: AdminUser, key_id: str, code: str) -> dict:
         return (await self.data(VERIFY_KEY, {"input": {"keyId": key_id, "code": code}}, admin.token))["verifyKey"]

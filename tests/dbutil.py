@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-TABLES = ("institution", "admin", "admin_token", "api_key", "key_event", "outbox_message")
+TABLES = ("institution", "admin", "admin_token", "api_key", "key_event", "outbox_message", "rate_limit_counter")
 
 
 def is_sqlite(database_url: str) -> bool:

@@ -9,26 +9,37 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from tortoise import connections
 from tortoise.contrib.starlette import RegisterTortoise
+from tortoise.functions import Count
 
-from keyrelease import db
+from keyrelease import db, metrics, web
 from keyrelease.body_limit import BodyLimit
 from keyrelease.clock import Clock, SystemClock
 from keyrelease.config import Settings
+from keyrelease.deadline import RequestDeadline
 from keyrelease.graphql.schema import build_schema
 from keyrelease.graphql.view import GraphQLView
 from keyrelease.mail.dispatcher import Dispatcher
 from keyrelease.mail.plugins import TransportRegistry
-from keyrelease.mail.render import MailRenderer
 from keyrelease.mail.transport import Transport
+from keyrelease.models import DeliveryStatus, OutboxMessage
+from keyrelease.oauth.endpoints import OAuthEndpoints
+from keyrelease.oauth.signing_keys import load_key_ring
+from keyrelease.oauth.tokens import TokenIssuer
+from keyrelease.request_id import RequestId
+from keyrelease.service.clients import ClientAuthenticator, LastUseRecorder
 from keyrelease.service.keys import KeyService
+from keyrelease.service.ratelimit import DatabaseCounterStore, MemoryCounterStore, RateLimiter
+from keyrelease.worker import sweep_window_locks
 
 log = logging.getLogger("keyrelease")
-SWEEP_SECONDS = 15
+#: How often counters of ended rate-limit windows are deleted.
+PRUNE_SECONDS = 60
 
 
 @dataclass
@@ -48,10 +59,7 @@ def create_app(
     settings = settings or Settings.from_env()
     clock = clock or SystemClock()
     transport = TransportRegistry(settings.plugins).create(settings.mail_transport, settings.environ)
-    renderer = MailRenderer(
-        server_secret=settings.secret_key, mail_from=settings.mail_from, public_url=settings.public_url
-    )
-    dispatcher = Dispatcher(transport, renderer, clock)
+    dispatcher = Dispatcher.from_settings(settings, transport, clock)
     keys = KeyService(
         server_secret=settings.secret_key,
         policy=settings.policy,
@@ -64,30 +72,60 @@ def create_app(
         max_depth=settings.graphql_max_depth,
         max_tokens=settings.graphql_max_tokens,
     )
+    last_use = LastUseRecorder(flush_seconds=settings.last_used_flush_seconds)
+    store = MemoryCounterStore() if settings.rate_limits_in_memory else DatabaseCounterStore()
+    limiter = RateLimiter(settings.rate_limits, store, clock)
+    oauth = OAuthEndpoints(
+        ClientAuthenticator(clock=clock, last_use=last_use),
+        TokenIssuer(
+            load_key_ring(settings),  # signing keys are read once, here
+            issuer=settings.jwt_issuer or settings.public_url,
+            audience=settings.jwt_audience,
+            ttl_seconds=settings.token_ttl_seconds,
+            scope=settings.token_scope,
+            clock=clock,
+        ),
+        limiter=limiter,
+        trusted_proxies=settings.trusted_proxies,
+    )
     graphql_app = BodyLimit(GraphQLView(schema, keys=keys, clock=clock), settings.max_body_bytes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if migrate:
             await db.apply_migrations(settings.database_url)
-        async with RegisterTortoise(app, config=db.tortoise_config(settings.database_url), _enable_global_fallback=True):
-            tasks = []
+        config = db.tortoise_config(settings.database_url, settings.database_pool)
+        async with RegisterTortoise(app, config=config, _enable_global_fallback=True):
+            await _open_connection()
+            tasks = [
+                asyncio.create_task(last_use.run_forever(), name="keyrelease-last-use"),
+                asyncio.create_task(_prune_rate_limits(limiter), name="keyrelease-rate-limit-prune"),
+            ]
             if settings.dispatcher_enabled:
                 tasks.append(asyncio.create_task(dispatcher.run_forever(), name="keyrelease-dispatcher"))
-                tasks.append(asyncio.create_task(_sweep(keys), name="keyrelease-sweeper"))
+                tasks.append(asyncio.create_task(sweep_window_locks(keys), name="keyrelease-sweeper"))
             try:
                 yield
             finally:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                await _final_flush(last_use)
                 await transport.close()
 
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            Route("/graphql", graphql_app, methods=["GET", "POST"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route("/graphql", web.no_store(graphql_app), methods=["GET", "POST"]),
+            Route("/ids/auth/login", oauth.token, methods=["POST"]),
+            Route("/.well-known/jwks.json", oauth.jwks, methods=["GET"]),
+            *web.routes(),  # the admin console at /, the partner page at /partner
+        ],
+        middleware=[
+            Middleware(RequestId),
+            Middleware(RequestDeadline, seconds=settings.request_timeout_seconds),
         ],
         lifespan=lifespan,
     )
@@ -95,20 +133,56 @@ def create_app(
     app.state.clock = clock
     app.state.keys = keys
     app.state.mail = Mail(transport=transport, dispatcher=dispatcher)
+    app.state.oauth = oauth
+    app.state.last_use = last_use
+    app.state.rate_limiter = limiter
     return app
 
 
-async def _sweep(keys: KeyService) -> None:
-    """Record LOCKED for keys whose window closed with nobody looking. Status is derived from
-    timestamps, so correctness never waits for this; it keeps the event history complete."""
+async def _final_flush(last_use: LastUseRecorder) -> None:
+    try:
+        await last_use.flush()
+    except Exception:
+        log.exception("last-use flush on shutdown failed")
+
+
+async def _prune_rate_limits(limiter: RateLimiter) -> None:
     while True:
         try:
-            await keys.record_window_locks()
+            await limiter.prune()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("window-lock sweep failed")
-        await asyncio.sleep(SWEEP_SECONDS)
+        except Exception as err:  # noqa: BLE001 - the next pass tries again
+            log.warning("rate-limit prune failed (%s)", type(err).__name__)
+        await asyncio.sleep(PRUNE_SECONDS)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """Prometheus text exposition of this process's metrics, with the outbox depth read now
+    (one indexed count). The metrics stay available when the database is not."""
+    try:
+        rows = await asyncio.wait_for(
+            OutboxMessage.filter(status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENDING])
+            .group_by("status")
+            .annotate(n=Count("id"))
+            .values_list("status", "n"),
+            2,
+        )
+        metrics.set_outbox_depth({str(getattr(status, "value", status)): n for status, n in rows})
+    except Exception as err:  # noqa: BLE001
+        log.warning("metrics: outbox depth unavailable (%s)", type(err).__name__)
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
+
+
+async def _open_connection() -> None:
+    """Open the database connection before any background task needs it, so a shutdown
+    racing the first connection attempt cannot leave it half-open. A database that is down
+    does not stop start-up: requests get 503 until it returns."""
+    try:
+        await asyncio.wait_for(connections.get("default").execute_query("SELECT 1"), 5)
+    except Exception as err:  # noqa: BLE001
+        log.warning("database not reachable at start-up (%s); serving 503 until it is", type(err).__name__)
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -116,9 +190,15 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
+    """Ready when the database answers and every shipped migration has been applied."""
     try:
-        await asyncio.wait_for(connections.get("default").execute_query("SELECT 1"), 2)
+        pending = await asyncio.wait_for(db.pending_migrations(), 2)
     except Exception as err:  # noqa: BLE001 - any failure means not ready
         log.warning("readiness check failed: %s", type(err).__name__)
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
-    return JSONResponse({"status": "ok", "database": "ok"})
+    if pending:
+        return JSONResponse(
+            {"status": "unavailable", "database": "ok", "migrations": f"{len(pending)} pending; run keyrelease migrate"},
+            status_code=503,
+        )
+    return JSONResponse({"status": "ok", "database": "ok", "migrations": "current"})

@@ -1,17 +1,22 @@
-"""The ``keyrelease`` command: serve, migrate, worker, admin, plugins."""
+"""The ``keyrelease`` command: serve, migrate, worker, admin, keys, plugins."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TextIO, TypeVar
 
-from keyrelease import db
+from keyrelease import config, db, logs
 from keyrelease.clock import SystemClock
 from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
+
+T = TypeVar("T")
 
 
 def _settings() -> Settings:
@@ -37,7 +42,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             ".venv/bin/keyrelease admin create --institution 'Example University' --email you@example.org",
             flush=True,
         )
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, proxy_headers=False)
+    # log_config=None: uvicorn's loggers go through ours (text or JSON, with the request id).
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, proxy_headers=False, log_config=None)
     return 0
 
 
@@ -65,7 +71,11 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
             await db.apply_migrations(settings.database_url)
         async with db.connected(settings.database_url):
             created = await create_admin(
-                SystemClock(), institution=args.institution, email=args.email, name=args.name or ""
+                SystemClock(),
+                institution=args.institution,
+                email=args.email,
+                name=args.name or "",
+                ttl_days=args.expires_days or settings.admin_token_ttl_days,
             )
         return created.token
 
@@ -78,6 +88,130 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
     print("Admin token (shown once; send it as 'Authorization: Bearer <token>'):")
     print(token)
     return 0
+
+
+def _run_admin_task(settings: Settings, task: Callable[[], Awaitable[T]]) -> T:
+    async def run() -> T:
+        if db.is_sqlite(settings.database_url):
+            await db.apply_migrations(settings.database_url)
+        async with db.connected(settings.database_url):
+            return await task()
+
+    return asyncio.run(run())
+
+
+def cmd_admin_token(args: argparse.Namespace) -> int:
+    from keyrelease.service.admins import AdminInputError, issue_token_for
+
+    settings = _settings()
+    ttl = args.expires_days or settings.admin_token_ttl_days
+    try:
+        token = _run_admin_task(settings, lambda: issue_token_for(SystemClock(), args.email, ttl_days=ttl))
+    except AdminInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"New token for {args.email.strip().lower()}, valid {ttl} days (shown once):")
+    print(token)
+    return 0
+
+
+def cmd_admin_revoke_token(args: argparse.Namespace) -> int:
+    from keyrelease.service.admins import AdminInputError, revoke_token
+
+    settings = _settings()
+    try:
+        row = _run_admin_task(settings, lambda: revoke_token(SystemClock(), args.token))
+    except AdminInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"token {row.id} of {row.admin.email} revoked at {_when(row.revoked_at)}")
+    return 0
+
+
+def cmd_admin_list(args: argparse.Namespace) -> int:
+    from keyrelease.service.admins import list_admins
+
+    settings = _settings()
+    admins = _run_admin_task(settings, list_admins)
+    now = SystemClock().now()
+    if not admins:
+        print("no admins; create one with: keyrelease admin create --institution NAME --email ADDRESS")
+    for admin in admins:
+        print(f"{admin.email}\t{admin.institution}\t{admin.name or '-'}\tcreated {_when(admin.created_at)}")
+        for token in admin.tokens:
+            print(
+                f"  token {token.id}\t{token.state(now)}\tcreated {_when(token.created_at)}"
+                f"\texpires {_when(token.expires_at)}\trevoked {_when(token.revoked_at)}"
+            )
+    return 0
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment is not None else "-"
+
+
+def cmd_keys_import_legacy(args: argparse.Namespace) -> int:
+    from tortoise.exceptions import IntegrityError
+
+    from keyrelease.service.legacy import ImportDone, ImportRejected, import_legacy
+
+    settings = _settings()
+    path = Path(args.file)
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as err:
+        print(f"error: cannot read {path}: {err.strerror or type(err).__name__}", file=sys.stderr)
+        return 2
+    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and len(lines) >= ProgressBar.MIN_TOTAL else None
+
+    async def run() -> ImportDone | ImportRejected:
+        if db.is_sqlite(settings.database_url):
+            await db.apply_migrations(settings.database_url)
+        async with db.connected(settings.database_url):
+            return await import_legacy(SystemClock(), lines, bar.update if bar else None)
+
+    try:
+        result = asyncio.run(run())
+    except IntegrityError:
+        print("error: a key in the file was added meanwhile by someone else; nothing imported, run again",
+              file=sys.stderr)
+        return 1
+    finally:
+        if bar is not None:
+            bar.close()
+    if isinstance(result, ImportRejected):
+        for problem in result.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        print("nothing imported", file=sys.stderr)
+        return 1
+    print(f"imported {result.imported} legacy keys; {result.unchanged} already present and unchanged")
+    return 0
+
+
+class ProgressBar:
+    """``checking [#######.............]  35% 3500/10000`` redrawn in place on a terminal."""
+
+    MIN_TOTAL = 1000
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._last: tuple[str, int] | None = None
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        percent = 100 * done // total if total else 100
+        if (stage, percent) == self._last:
+            return
+        self._last = (stage, percent)
+        filled = self.WIDTH * percent // 100
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        self.stream.write(f"\r{stage:<9} [{bar}] {percent:3d}% {done}/{total}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._last is not None:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -95,6 +229,12 @@ def _redact(url: str) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
     return url
+
+
+def _days(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 3650:
+        raise argparse.ArgumentTypeError("must be a whole number of days, 1 to 3650")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,12 +258,40 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--institution", required=True)
     create.add_argument("--email", required=True)
     create.add_argument("--name")
+    create.add_argument("--expires-days", type=_days, help="Token lifetime (default KEYRELEASE_ADMIN_TOKEN_TTL_DAYS, 90).")
     create.set_defaults(func=cmd_admin_create)
+    token = admin_sub.add_parser("token", help="Issue an additional token to an admin (last line).")
+    token.add_argument("--email", required=True)
+    token.add_argument("--expires-days", type=_days, help="Token lifetime (default KEYRELEASE_ADMIN_TOKEN_TTL_DAYS, 90).")
+    token.set_defaults(func=cmd_admin_token)
+    revoke = admin_sub.add_parser("revoke-token", help="Revoke an admin token at once, by its value or its id.")
+    revoke.add_argument("token", metavar="TOKEN_OR_ID", help="The token (kra_...) or its id from `admin list`.")
+    revoke.set_defaults(func=cmd_admin_revoke_token)
+    admin_sub.add_parser("list", help="List admins and their token ids, never token values.").set_defaults(
+        func=cmd_admin_list
+    )
+
+    keys = sub.add_parser("keys", help="Manage API keys.")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    legacy = keys_sub.add_parser(
+        "import-legacy",
+        help="Import keys from before verified release (JSON lines; all or nothing).",
+        description="Import keys from before verified release: one JSON object per line with institution, "
+        "name, client_id, secret_sha256 (or secret), created_at, expires_at (may be null). The keys are "
+        "ACTIVE at once. A bad line is reported with its number and nothing is imported. See docs/tokens.md.",
+    )
+    legacy.add_argument("file", help="The JSON-lines file.")
+    legacy.set_defaults(func=cmd_keys_import_legacy)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        log_format = config.log_format(os.environ)
+    except ConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return 2
+    logs.configure(log_format)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

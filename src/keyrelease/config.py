@@ -12,13 +12,19 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from keyrelease.exceptions import ConfigError
+from keyrelease.db import PoolSettings
+from keyrelease.exceptions import ConfigError, TemplateError
+from keyrelease.mail.templates import MailTemplates, load_templates
 from keyrelease.policy import VerificationPolicy
+from keyrelease.service.ratelimit import IPNetwork, Rate, RateLimits, parse_networks
 
 PREFIX = "KEYRELEASE_"
 _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 _MIN_SECRET_LENGTH = 32
+_CLAIM = re.compile(r"[\x21-\x7e]{1,200}")
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,40 @@ class Settings:
     graphql_max_tokens: int = 2000
     max_body_bytes: int = 64 * 1024
     dispatcher_enabled: bool = True
+    #: Access tokens (see docs/tokens.md). ``jwt_issuer`` empty means ``public_url``.
+    jwt_issuer: str = ""
+    jwt_audience: str = "data-platform"
+    token_ttl_seconds: int = 3600
+    token_scope: str = "data:read"
+    #: PEM private key that signs new tokens; None: a development key under ``var_dir``.
+    jwt_private_key_file: Path | None = None
+    #: PEM keys published in the JWKS beside the signing key (the previous key until its
+    #: tokens have expired, the next key before it starts signing).
+    jwt_public_key_files: tuple[Path, ...] = ()
+    #: How often the remembered last use of each key is written to the database.
+    last_used_flush_seconds: int = 60
+    #: Mail templates, checked when read (see docs/mail.md); KEYRELEASE_MAIL_TEMPLATES_DIR overrides.
+    mail_templates: MailTemplates = field(default_factory=load_templates, repr=False)
+    #: Mail dispatcher: first retry delay, the cap on the delay, attempts before FAILED.
+    mail_retry_first_seconds: int = 2
+    mail_retry_max_seconds: int = 300
+    mail_max_attempts: int = 8
+    #: How long a claimed outbox message stays claimed; a dispatcher that dies mid-send holds
+    #: it this long at most.
+    mail_lease_seconds: int = 60
+    #: PostgreSQL pool bounds, and the deadline within which every HTTP request is answered.
+    database_pool: PoolSettings = field(default_factory=PoolSettings)
+    request_timeout_seconds: int = 10
+    #: Rate limits (docs/configuration.md): the rules, where counters live (``database``:
+    #: shared by every instance; ``memory``: this process only; ``auto``: memory on SQLite,
+    #: database on PostgreSQL), and the proxies whose X-Forwarded-For is believed.
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    rate_limit_store: str = "auto"
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    #: Lifetime of a new admin token (``keyrelease admin create/token --expires-days`` overrides).
+    admin_token_ttl_days: int = 90
+    #: ``text`` for people, ``json`` (one object per line, with the request id) for collectors.
+    log_format: str = "text"
     #: Environment the settings were read from; transports read their own variables from it.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -45,7 +85,15 @@ class Settings:
     def production(self) -> bool:
         return self.env == "production"
 
-    def with_policy(self, **changes: object) -> Settings:
+    @property
+    def rate_limits_in_memory(self) -> bool:
+        """Counters in process memory: asked for, or ``auto`` on SQLite (one instance, and no
+        database write per token request)."""
+        if self.rate_limit_store == "auto":
+            return self.database_url.startswith("sqlite://")
+        return self.rate_limit_store == "memory"
+
+    def with_policy(self, **changes: Any) -> Settings:
         return replace(self, policy=replace(self.policy, **changes))
 
     @classmethod
@@ -76,6 +124,19 @@ class Settings:
         )
         if policy.code_ttl_seconds > policy.verification_window_seconds:
             raise ConfigError(PREFIX + "CODE_TTL_SECONDS", "must not exceed KEYRELEASE_VERIFICATION_WINDOW_SECONDS")
+        public_url = reader.text("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+        jwt_private_key_file = reader.optional_file("JWT_PRIVATE_KEY_FILE")
+        if jwt_private_key_file is None and mode == "production":
+            raise ConfigError(PREFIX + "JWT_PRIVATE_KEY_FILE", "is required when KEYRELEASE_ENV=production")
+        templates_dir = reader.text("MAIL_TEMPLATES_DIR", "")
+        try:
+            mail_templates = load_templates(Path(templates_dir) if templates_dir else None)
+        except TemplateError as err:
+            raise ConfigError(PREFIX + "MAIL_TEMPLATES_DIR", str(err)) from err
+        retry_first = reader.integer("MAIL_RETRY_FIRST_SECONDS", 2, minimum=1, maximum=60)
+        retry_max = reader.integer("MAIL_RETRY_MAX_SECONDS", 300, minimum=1, maximum=86400)
+        if retry_max < retry_first:
+            raise ConfigError(PREFIX + "MAIL_RETRY_MAX_SECONDS", "must not be less than KEYRELEASE_MAIL_RETRY_FIRST_SECONDS")
         region = reader.text("REGION", "us-east-1")
         if not re.fullmatch(r"[a-z0-9-]{1,32}", region):
             raise ConfigError(PREFIX + "REGION", f"not a region name: {region!r}")
@@ -89,14 +150,48 @@ class Settings:
             plugins=plugins,
             policy=policy,
             region=region,
-            public_url=reader.text("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
+            public_url=public_url,
             graphql_introspection=reader.boolean("GRAPHQL_INTROSPECTION", True),
             graphql_max_depth=reader.integer("GRAPHQL_MAX_DEPTH", 10, minimum=3, maximum=50),
             graphql_max_tokens=reader.integer("GRAPHQL_MAX_TOKENS", 2000, minimum=100, maximum=100_000),
             max_body_bytes=reader.integer("MAX_BODY_BYTES", 64 * 1024, minimum=1024),
             dispatcher_enabled=reader.boolean("DISPATCHER", True),
+            jwt_issuer=reader.claim("JWT_ISSUER", public_url),
+            jwt_audience=reader.claim("JWT_AUDIENCE", cls.jwt_audience),
+            token_ttl_seconds=reader.integer("TOKEN_TTL_SECONDS", 3600, minimum=60, maximum=86400),
+            token_scope=reader.scope("TOKEN_SCOPE", cls.token_scope),
+            jwt_private_key_file=jwt_private_key_file,
+            jwt_public_key_files=reader.files("JWT_PUBLIC_KEY_FILES"),
+            last_used_flush_seconds=reader.integer("LAST_USED_FLUSH_SECONDS", 60, minimum=1, maximum=3600),
+            mail_templates=mail_templates,
+            mail_retry_first_seconds=retry_first,
+            mail_retry_max_seconds=retry_max,
+            mail_max_attempts=reader.integer("MAIL_MAX_ATTEMPTS", 8, minimum=1, maximum=100),
+            mail_lease_seconds=reader.integer("MAIL_LEASE_SECONDS", 60, minimum=2, maximum=3600),
+            database_pool=PoolSettings(
+                size=reader.integer("DATABASE_POOL_SIZE", 10, minimum=1, maximum=500),
+                connect_timeout=reader.integer("DATABASE_CONNECT_TIMEOUT_SECONDS", 5, minimum=1, maximum=120),
+                command_timeout=reader.integer("DATABASE_COMMAND_TIMEOUT_SECONDS", 10, minimum=1, maximum=3600),
+            ),
+            request_timeout_seconds=reader.integer("REQUEST_TIMEOUT_SECONDS", 10, minimum=1, maximum=600),
+            rate_limits=RateLimits(
+                token_ip=reader.rate("RATE_LIMIT_TOKEN_IP", RateLimits.token_ip),
+                token_client=reader.rate("RATE_LIMIT_TOKEN_CLIENT", RateLimits.token_client),
+                partner_ip=reader.rate("RATE_LIMIT_PARTNER_IP", RateLimits.partner_ip),
+                partner_key=reader.rate("RATE_LIMIT_PARTNER_KEY", RateLimits.partner_key),
+                admin=reader.rate("RATE_LIMIT_ADMIN", RateLimits.admin),
+            ),
+            rate_limit_store=reader.choice("RATE_LIMIT_STORE", "auto", ("auto", "database", "memory")),
+            trusted_proxies=reader.networks("TRUSTED_PROXIES"),
+            admin_token_ttl_days=reader.integer("ADMIN_TOKEN_TTL_DAYS", 90, minimum=1, maximum=3650),
+            log_format=log_format(env),
             environ=env,
         )
+
+
+def log_format(environ: Mapping[str, str]) -> str:
+    """KEYRELEASE_LOG_FORMAT, readable before the rest of the settings (logging starts first)."""
+    return _Reader(environ).choice("LOG_FORMAT", "text", ("text", "json"))
 
 
 def _address_of(value: str) -> str:
@@ -140,6 +235,55 @@ class _Reader:
         if raw in ("0", "false", "no", "off"):
             return False
         raise ConfigError(PREFIX + name, f"must be true or false, not {raw!r}")
+
+    def claim(self, name: str, default: str) -> str:
+        """A JWT string claim (issuer, audience): printable, no spaces."""
+        value = self.text(name, default)
+        if not _CLAIM.fullmatch(value):
+            raise ConfigError(PREFIX + name, f"must be 1 to 200 printable characters without spaces, not {value!r}")
+        return value
+
+    def scope(self, name: str, default: str) -> str:
+        """An OAuth scope (RFC 6749 3.3): space-separated tokens."""
+        value = " ".join(self.text(name, default).split())
+        if not all(_SCOPE_TOKEN.fullmatch(token) for token in value.split(" ")):
+            raise ConfigError(PREFIX + name, f"must be scope tokens separated by spaces (no quotes, no backslashes): {value!r}")
+        return value
+
+    def rate(self, name: str, default: Rate | None) -> Rate | None:
+        """``N/second|minute|hour|day``, or ``off``."""
+        raw = self.env.get(PREFIX + name, "").strip()
+        if not raw:
+            return default
+        try:
+            return Rate.parse(raw)
+        except ValueError as err:
+            raise ConfigError(PREFIX + name, f"{err}, not {raw!r}") from None
+
+    def networks(self, name: str) -> tuple[IPNetwork, ...]:
+        """A comma-separated list of IP addresses and CIDR networks."""
+        try:
+            return parse_networks(self.env.get(PREFIX + name, ""))
+        except ValueError as err:
+            raise ConfigError(PREFIX + name, str(err)) from None
+
+    def optional_file(self, name: str) -> Path | None:
+        raw = self.env.get(PREFIX + name, "").strip()
+        if not raw:
+            return None
+        path = Path(raw)
+        if not path.is_file():
+            raise ConfigError(PREFIX + name, f"no such file: {raw}")
+        return path
+
+    def files(self, name: str) -> tuple[Path, ...]:
+        """A comma-separated list of existing files."""
+        raw = self.env.get(PREFIX + name, "")
+        paths = tuple(Path(item.strip()) for item in raw.split(",") if item.strip())
+        for path in paths:
+            if not path.is_file():
+                raise ConfigError(PREFIX + name, f"no such file: {path}")
+        return paths
 
     def secret_key(self, mode: str, var_dir: Path) -> bytes:
         raw = self.env.get(PREFIX + "SECRET_KEY", "").strip()

@@ -8,6 +8,7 @@ whether or not anything has recorded it.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from tortoise import fields
 from tortoise.models import Model
@@ -69,6 +70,7 @@ class Admin(Model):
     created_at = fields.DatetimeField()
 
     institution_id: int
+    tokens: fields.ReverseRelation[AdminToken]
 
     class Meta:
         table = "admin"
@@ -163,7 +165,7 @@ class OutboxMessage(Model):
     )
     kind = fields.CharEnumField(MessageKind, max_length=32)
     recipient = fields.CharField(max_length=254)
-    payload = fields.JSONField()
+    payload: dict[str, Any] = fields.JSONField()
     status = fields.CharEnumField(DeliveryStatus, max_length=16, default=DeliveryStatus.PENDING)
     attempts = fields.IntField(default=0)
     created_at = fields.DatetimeField()
@@ -178,3 +180,19 @@ class OutboxMessage(Model):
     class Meta:
         table = "outbox_message"
         indexes = (("status", "next_attempt_at"),)
+
+
+class RateLimitCounter(Model):
+    """One fixed-window request counter (see ``keyrelease.service.ratelimit``).
+
+    ``bucket`` names the rule and its subject (``token_ip:203.0.113.7``); ``window_end`` is
+    the end of the current window in whole seconds since the epoch. Rows are updated by one
+    atomic upsert per request and pruned once their window has ended.
+    """
+
+    bucket = fields.CharField(max_length=200, primary_key=True)
+    window_end = fields.BigIntField()
+    count = fields.IntField()
+
+    class Meta:
+        table = "rate_limit_counter"

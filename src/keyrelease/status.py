@@ -16,11 +16,16 @@ class KeyStatus(StrEnum):
 
 
 class KeyTimes(Protocol):
-    verified_at: datetime | None
-    locked_at: datetime | None
-    revoked_at: datetime | None
-    expires_at: datetime | None
-    verification_deadline: datetime | None
+    @property
+    def verified_at(self) -> datetime | None: ...
+    @property
+    def locked_at(self) -> datetime | None: ...
+    @property
+    def revoked_at(self) -> datetime | None: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+    @property
+    def verification_deadline(self) -> datetime | None: ...
 
 
 def key_status(key: KeyTimes, now: datetime) -> KeyStatus:

@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 
 from graphql import GraphQLError
 from starlette.requests import Request
+from starlette.responses import Response
 
 from keyrelease.clock import Clock
 from keyrelease.models import Admin
 from keyrelease.service import admins
-from keyrelease.service.keys import KeyService
+from keyrelease.service.keys import KeyService, parse_key_id
+from keyrelease.service.ratelimit import Limited, RateLimiter, client_address
 
 
 class ClientError(GraphQLError):
@@ -18,6 +20,15 @@ class ClientError(GraphQLError):
 
     def __init__(self, message: str, code: str) -> None:
         super().__init__(message, extensions={"code": code})
+
+
+class RateLimitedError(ClientError):
+    """Refused by a rate limit: code RATE_LIMITED, ``retryAfter`` seconds in extensions (and
+    the response's Retry-After header). The HTTP status stays 200, as for every GraphQL error."""
+
+    def __init__(self, limited: Limited) -> None:
+        super().__init__(limited.message, "RATE_LIMITED")
+        self.extensions = {"code": "RATE_LIMITED", "retryAfter": limited.retry_after}
 
 
 UNAUTHENTICATED = "Authentication required: send the header Authorization: Bearer <admin token>."
@@ -28,6 +39,7 @@ class Context:
     request: Request
     keys: KeyService
     clock: Clock
+    response: Response | None = None
     _admin: Admin | None = field(default=None, init=False)
     _checked: bool = field(default=False, init=False)
 
@@ -46,3 +58,37 @@ class Context:
         if admin is None:
             raise ClientError(UNAUTHENTICATED, "UNAUTHENTICATED")
         return admin
+
+    async def mutating_admin(self) -> Admin:
+        """The authenticated admin, counted against the per-admin mutation limit."""
+        admin = await self.admin()
+        limiter = self._limiter()
+        if limiter is not None:
+            self._refuse_if(await limiter.admin_mutation(admin.id))
+        return admin
+
+    async def check_partner_reveal(self, key_id: str) -> None:
+        """Count a partner's revealKey per client address and per key; raise when over."""
+        limiter = self._limiter()
+        if limiter is None:
+            return
+        parsed = parse_key_id(key_id)
+        self._refuse_if(await limiter.partner_reveal(self.client_address(), str(parsed) if parsed else key_id))
+
+    def client_address(self) -> str:
+        trusted = getattr(self.request.app.state, "settings", None)
+        return client_address(
+            self.request.client.host if self.request.client else None,
+            self.request.headers.getlist("x-forwarded-for"),
+            trusted.trusted_proxies if trusted is not None else (),
+        )
+
+    def _limiter(self) -> RateLimiter | None:
+        return getattr(self.request.app.state, "rate_limiter", None)
+
+    def _refuse_if(self, limited: Limited | None) -> None:
+        if limited is None:
+            return
+        if self.response is not None:
+            self.response.headers["Retry-After"] = str(limited.retry_after)
+        raise RateLimitedError(limited)

@@ -3,7 +3,8 @@ and the hardening extensions."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import logging
+from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
@@ -21,6 +22,8 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
+from keyrelease import db
+from keyrelease.deadline import UNAVAILABLE
 from keyrelease.graphql.context import ClientError, Context
 from keyrelease.graphql.inputs import CreateKeyInput, ResendCodeInput, RevealKeyInput, RevokeKeyInput, VerifyKeyInput
 from keyrelease.graphql.types import (
@@ -45,11 +48,13 @@ ResendCodeResult = Annotated[ApiKey | VerificationError, strawberry.union("Resen
 RevealKeyResult = Annotated[KeyCredentials | VerificationError, strawberry.union("RevealKeyResult")]
 RevokeKeyResult = Annotated[ApiKey | KeyNotFoundError, strawberry.union("RevokeKeyResult")]
 
+log = logging.getLogger("keyrelease.graphql")
+
 #: Fields that test a secret: at most one of them per request, so aliases cannot multiply guesses.
 GUESSING_FIELDS = frozenset({"verifyKey", "resendCode", "revealKey"})
 
 
-def _map(result: object) -> object:
+def _map(result: object) -> Any:
     """A service result to its GraphQL type."""
     match result:
         case ApiKeyModel():
@@ -104,7 +109,7 @@ class Query:
 class Mutation:
     @strawberry.mutation(name="createKey", description="Create a key, held PENDING_VERIFICATION; a code is emailed to you.")
     async def create_key(self, info: Info[Context, None], input: CreateKeyInput) -> CreateKeyResult:
-        admin = await info.context.admin()
+        admin = await info.context.mutating_admin()
         return _map(
             await info.context.keys.create_key(
                 admin,
@@ -118,12 +123,12 @@ class Mutation:
 
     @strawberry.mutation(name="verifyKey", description="Enter the emailed code. Every failure is the same VerificationError.")
     async def verify_key(self, info: Info[Context, None], input: VerifyKeyInput) -> VerifyKeyResult:
-        admin = await info.context.admin()
+        admin = await info.context.mutating_admin()
         return _map(await info.context.keys.verify_key(admin, input.key_id, input.code))
 
     @strawberry.mutation(name="resendCode", description="Send a new code (the previous one stops working).")
     async def resend_code(self, info: Info[Context, None], input: ResendCodeInput) -> ResendCodeResult:
-        admin = await info.context.admin()
+        admin = await info.context.mutating_admin()
         return _map(await info.context.keys.resend_code(admin, input.key_id))
 
     @strawberry.mutation(
@@ -132,13 +137,14 @@ class Mutation:
     )
     async def reveal_key(self, info: Info[Context, None], input: RevealKeyInput) -> RevealKeyResult:
         if input.one_time_password is not None:
+            await info.context.check_partner_reveal(input.key_id)
             return _map(await info.context.keys.reveal_partner_key(input.key_id, input.one_time_password))
-        admin = await info.context.admin()
+        admin = await info.context.mutating_admin()
         return _map(await info.context.keys.reveal_key(admin, input.key_id))
 
     @strawberry.mutation(name="revokeKey", description="Revoke a key of your institution; it can never be used again.")
     async def revoke_key(self, info: Info[Context, None], input: RevokeKeyInput) -> RevokeKeyResult:
-        admin = await info.context.admin()
+        admin = await info.context.mutating_admin()
         return _map(await info.context.keys.revoke_key(admin, input.key_id))
 
 
@@ -170,6 +176,23 @@ def _should_mask(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, (ClientError, GraphQLError))
 
 
+class MaskUnexpectedErrors(MaskErrors):
+    """Unexpected exceptions become ``Internal error.`` (logged once with their traceback);
+    an unreachable database becomes a retryable SERVICE_UNAVAILABLE error."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=_should_mask, error_message="Internal error.")
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        original = error.original_error
+        if original is not None and db.is_unavailable(original):
+            log.warning("GraphQL %s failed: database unavailable (%s)", error.path, type(original).__name__)
+            return GraphQLError(
+                UNAVAILABLE, error.nodes, path=error.path, extensions={"code": "SERVICE_UNAVAILABLE"}
+            )
+        return super().anonymise_error(error)
+
+
 def build_schema(*, introspection: bool = True, max_depth: int = 10, max_tokens: int = 2000) -> strawberry.Schema:
     extensions: list = [
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
@@ -178,7 +201,7 @@ def build_schema(*, introspection: bool = True, max_depth: int = 10, max_tokens:
         lambda: MaxAliasesLimiter(max_alias_count=20),
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
-        lambda: MaskErrors(should_mask_error=_should_mask, error_message="Internal error."),
+        MaskUnexpectedErrors,
     ]
     if not introspection:
         extensions.append(DisableIntrospection)

@@ -16,6 +16,12 @@ from keyrelease.status import key_status
 KeyKind = strawberry.enum(models.KeyKind, name="KeyKind", description="Who will use the key.")
 KeyStatus = strawberry.enum(DomainKeyStatus, name="KeyStatus", description="Derived from the key's timestamps.")
 KeyEventType = strawberry.enum(models.EventType, name="KeyEventType")
+DeliveryStatus = strawberry.enum(
+    models.DeliveryStatus,
+    name="DeliveryStatus",
+    description="PENDING: queued or waiting to retry. SENDING: with the transport now. SENT: the provider "
+    "accepted it. FAILED: given up (see lastError). EXPIRED: not sent, its code or password had expired.",
+)
 
 
 @strawberry.interface(description="An expected failure, returned as data in a result union.")
@@ -50,6 +56,31 @@ class KeyEvent:
     type: KeyEventType
     at: datetime
     detail: str | None
+
+
+@strawberry.type(description="How the delivery of a key's latest email stands. Never its content.")
+class Delivery:
+    status: DeliveryStatus
+    attempts: int = strawberry.field(description="Sending attempts so far (automatic retries; not resends).")
+    at: datetime = strawberry.field(description="When the message was queued.")
+    sent_at: datetime | None = strawberry.field(name="sentAt", description="When the provider accepted it.")
+    next_attempt_at: datetime | None = strawberry.field(
+        name="nextAttemptAt", description="While PENDING: when the next attempt is due."
+    )
+    last_error: str | None = strawberry.field(
+        name="lastError", description="Why the last attempt failed, as the transport reported it."
+    )
+
+    @classmethod
+    def of(cls, message: models.OutboxMessage) -> Delivery:
+        return cls(
+            status=message.status,
+            attempts=message.attempts,
+            at=message.created_at,
+            sent_at=message.sent_at,
+            next_attempt_at=message.next_attempt_at if message.status is models.DeliveryStatus.PENDING else None,
+            last_error=message.last_error,
+        )
 
 
 @strawberry.type(description="An API key. Secrets are never part of it.")
@@ -129,6 +160,11 @@ class ApiKey:
     @strawberry.field(name="partnerEmail")
     def partner_email(self) -> str | None:
         return self.model.partner_email
+
+    @strawberry.field(name="lastDelivery", description="The latest email about this key: the code, or the partner's password.")
+    async def last_delivery(self) -> Delivery | None:
+        message = await queries.last_delivery(self.model.id)
+        return Delivery.of(message) if message is not None else None
 
     @strawberry.field
     async def events(self) -> list[KeyEvent]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.asgi import GraphQL
-from cross_web import HTTPException
 
 from keyrelease.clock import Clock
 from keyrelease.graphql.context import Context
@@ -19,7 +19,7 @@ class GraphQLView(GraphQL):
         self._clock = clock
 
     async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
-        return Context(request=request, keys=self._keys, clock=self._clock)
+        return Context(request=request, keys=self._keys, clock=self._clock, response=response)
 
     def parse_json(self, data: str | bytes) -> object:
         """Strawberry's parser, also refusing bodies that are JSON but not an object (or a

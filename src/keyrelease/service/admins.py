@@ -1,9 +1,16 @@
-"""Admins and their API tokens: creation (from the CLI) and authentication (every request)."""
+"""Admins and their API tokens: creation, listing and revocation (from the CLI) and
+authentication (every request).
+
+A token is stored only as its SHA-256; it expires ``ttl_days`` after issue and can be revoked
+by its value or by its id (shown by ``keyrelease admin list``). Nothing is cached: every
+request reads the token's row, so a revoked or expired token stops with the next request.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from tortoise.transactions import in_transaction
 
@@ -28,7 +35,12 @@ class NewAdmin:
         return f"NewAdmin(admin={self.admin.email!r}, token=<hidden>)"
 
 
-async def create_admin(clock: Clock, *, institution: str, email: str, name: str = "") -> NewAdmin:
+DEFAULT_TTL_DAYS = 90
+
+
+async def create_admin(
+    clock: Clock, *, institution: str, email: str, name: str = "", ttl_days: int | None = DEFAULT_TTL_DAYS
+) -> NewAdmin:
     """Create an admin (and the institution, if new) with a fresh token, shown only here."""
     institution = institution.strip()
     email = email.strip().lower()
@@ -42,14 +54,91 @@ async def create_admin(clock: Clock, *, institution: str, email: str, name: str 
         if await Admin.filter(email=email).exists():
             raise AdminInputError(f"an admin with email {email} already exists")
         admin = await Admin.create(institution_id=inst.id, email=email, name=name.strip()[:200], created_at=now)
-        token = await issue_token(clock, admin)
+        token = await issue_token(clock, admin, ttl_days=ttl_days)
     return NewAdmin(admin=admin, institution=inst, token=token)
 
 
-async def issue_token(clock: Clock, admin: Admin) -> str:
+async def issue_token(clock: Clock, admin: Admin, *, ttl_days: int | None = DEFAULT_TTL_DAYS) -> str:
+    """A new token for ``admin``, valid ``ttl_days`` (None: until revoked); shown only here."""
+    if ttl_days is not None and not 1 <= ttl_days <= 3650:
+        raise AdminInputError("a token must expire within 1 to 3650 days")
     token = credentials.new_admin_token()
-    await AdminToken.create(admin_id=admin.id, token_hash=credentials.hash_secret(token), created_at=clock.now())
+    now = clock.now()
+    await AdminToken.create(
+        admin_id=admin.id,
+        token_hash=credentials.hash_secret(token),
+        created_at=now,
+        expires_at=now + timedelta(days=ttl_days) if ttl_days is not None else None,
+    )
     return token
+
+
+async def issue_token_for(clock: Clock, email: str, *, ttl_days: int | None = DEFAULT_TTL_DAYS) -> str:
+    """An additional token for the admin with this email (e.g. before revoking the old one)."""
+    admin = await Admin.get_or_none(email=email.strip().lower())
+    if admin is None:
+        raise AdminInputError(f"no admin with email {email.strip().lower()}")
+    return await issue_token(clock, admin, ttl_days=ttl_days)
+
+
+async def revoke_token(clock: Clock, token_or_id: str) -> AdminToken:
+    """Revoke a token given by its value or its id. Revoking twice keeps the first time."""
+    value = token_or_id.strip()
+    if value.startswith(credentials.ADMIN_TOKEN_PREFIX):
+        row = await AdminToken.get_or_none(token_hash=credentials.hash_secret(value))
+    elif value.isdigit() and len(value) < 10:
+        row = await AdminToken.get_or_none(id=int(value))
+    else:
+        raise AdminInputError("give a token (kra_...) or a token id from `keyrelease admin list`")
+    if row is None:
+        raise AdminInputError("no such token")
+    await AdminToken.filter(id=row.id, revoked_at=None).update(revoked_at=clock.now())
+    return await AdminToken.get(id=row.id).select_related("admin")
+
+
+@dataclass(frozen=True)
+class TokenSummary:
+    id: int
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def state(self, now: datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
+
+@dataclass(frozen=True)
+class AdminSummary:
+    """What ``keyrelease admin list`` shows: never a token value or hash."""
+
+    id: int
+    email: str
+    name: str
+    institution: str
+    created_at: datetime
+    tokens: tuple[TokenSummary, ...]
+
+
+async def list_admins() -> list[AdminSummary]:
+    admins = await Admin.all().order_by("email").select_related("institution").prefetch_related("tokens")
+    return [
+        AdminSummary(
+            id=admin.id,
+            email=admin.email,
+            name=admin.name,
+            institution=admin.institution.name,
+            created_at=admin.created_at,
+            tokens=tuple(
+                TokenSummary(id=t.id, created_at=t.created_at, expires_at=t.expires_at, revoked_at=t.revoked_at)
+                for t in sorted(admin.tokens, key=lambda t: t.id)
+            ),
+        )
+        for admin in admins
+    ]
 
 
 async def authenticate(clock: Clock, token: str) -> Admin | None:

@@ -19,7 +19,7 @@ from datetime import datetime
 from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
-from keyrelease import codes, credentials
+from keyrelease import codes, credentials, metrics
 from keyrelease.clock import Clock
 from keyrelease.mail import outbox
 from keyrelease.models import Admin, ApiKey, EventType, Institution, KeyEvent, KeyKind, LockReason
@@ -117,7 +117,7 @@ class KeyService:
                 code_issued_at=now,
             )
             await _event(key.id, EventType.CREATED, now, key.kind.value)
-            await outbox.queue_verification_code(key, code_expires_at=self.code_expires_at(key), now=now)
+            await outbox.queue_verification_code(key, code_expires_at=self._code_expiry(key), now=now)
             await _event(key.id, EventType.CODE_SENT, now, f"to {_mask_email(admin.email)}")
         self._on_mail_queued()
         return key
@@ -170,19 +170,23 @@ class KeyService:
         """
         started = time.perf_counter()
         if not codes.CODE_PATTERN.match(code):
+            metrics.verification("invalid")
             return InvalidInput("code", "The code is six digits, 0-9.")
         now = self.clock.now()
         parsed = parse_key_id(key_id)
         key = await ApiKey.get_or_none(id=parsed, created_by_id=admin.id) if parsed else None
         if key is None:
             codes.code_matches(self._secret, _ABSENT_KEY, 0, code)
+            metrics.verification("failed")
             return await self._failed(started)
         matched = codes.code_matches(self._secret, key.id, key.code_generation, code)
         if matched:
             verified = await self._activate(key, now)
             if verified is not None:
+                metrics.verification("verified")
                 return verified
         await self._count_failed_attempt(key.id, now)
+        metrics.verification("failed")
         return await self._failed(started)
 
     async def _activate(self, key: ApiKey, now: datetime) -> ApiKey | None:
@@ -228,6 +232,7 @@ class KeyService:
             ).update(locked_at=now, lock_reason=LockReason.ATTEMPTS)
             if locked:
                 await _event(key_id, EventType.LOCKED, now, LockReason.ATTEMPTS.value)
+                metrics.lock(LockReason.ATTEMPTS.value)
 
     async def _record_window_lock(self, key_id: uuid.UUID, now: datetime) -> bool:
         """Record that a key's window has closed (its status already reads LOCKED)."""
@@ -242,6 +247,7 @@ class KeyService:
         )
         if recorded:
             await _event(key_id, EventType.LOCKED, deadline, LockReason.WINDOW.value)
+            metrics.lock(LockReason.WINDOW.value)
         return bool(recorded)
 
     async def record_window_locks(self, limit: int = 500) -> int:
@@ -254,7 +260,7 @@ class KeyService:
         recorded = 0
         for key_id in ids:
             async with in_transaction():
-                recorded += await self._record_window_lock(key_id, now)
+                recorded += await self._record_window_lock(key_id, now)  # type: ignore[arg-type]  # flat values_list
         return recorded
 
     async def _failed(self, started: float) -> VerificationFailed:
@@ -286,7 +292,7 @@ class KeyService:
             )
             if issued:
                 key = await ApiKey.get(id=parsed)
-                await outbox.queue_verification_code(key, code_expires_at=self.code_expires_at(key), now=now)
+                await outbox.queue_verification_code(key, code_expires_at=self._code_expiry(key), now=now)
                 await _event(
                     key.id,
                     EventType.CODE_RESENT,
@@ -296,7 +302,9 @@ class KeyService:
             else:
                 await self._record_window_lock(parsed, now)
         if not issued:
+            metrics.resend("refused")
             return await self._failed(started)
+        metrics.resend("sent")
         self._on_mail_queued()
         return key
 
@@ -321,8 +329,10 @@ class KeyService:
                 ).update(revealed_at=now, secret_hash=credentials.hash_secret(secret))
                 if won:
                     await _event(parsed, EventType.REVEALED, now)
+                    metrics.reveal("institutional", "revealed")
                     client_id = (await ApiKey.filter(id=parsed).values_list("client_id", flat=True))[0]
-                    return Credentials(client_id=client_id, client_secret=secret)
+                    return Credentials(client_id=client_id, client_secret=secret)  # type: ignore[arg-type]  # flat values_list
+        metrics.reveal("institutional", "refused")
         return await self._failed(started)
 
     async def reveal_partner_key(self, key_id: str, one_time_password: str) -> Credentials | VerificationFailed:
@@ -334,6 +344,7 @@ class KeyService:
         key = await ApiKey.get_or_none(id=parsed, kind=KeyKind.PARTNER) if parsed else None
         matched = codes.otp_matches(self._secret, key.id if key else _ABSENT_KEY, one_time_password)
         if key is None:
+            metrics.reveal("partner", "refused")
             return await self._failed(started)
         secret = credentials.new_client_secret()
         limit = self.policy.max_partner_attempts
@@ -350,6 +361,7 @@ class KeyService:
                 ).update(revealed_at=now, secret_hash=credentials.hash_secret(secret))
                 if won:
                     await _event(key.id, EventType.PARTNER_REVEALED, now)
+                    metrics.reveal("partner", "revealed")
                     return Credentials(client_id=key.client_id, client_secret=secret)
             counted = await ApiKey.filter(
                 id=key.id,
@@ -359,8 +371,9 @@ class KeyService:
             ).update(partner_attempts_used=F("partner_attempts_used") + 1)
             if counted:
                 used = (await ApiKey.filter(id=key.id).values_list("partner_attempts_used", flat=True))[0]
-                detail = f"attempt {used} of {limit}" + ("; retrieval locked" if used >= limit else "")
+                detail = f"attempt {used} of {limit}" + ("; retrieval locked" if used >= limit else "")  # type: ignore[operator]
                 await _event(key.id, EventType.PARTNER_REVEAL_FAILED, now, detail)
+        metrics.reveal("partner", "refused")
         return await self._failed(started)
 
     # -- revocation ---------------------------------------------------------------------
@@ -381,6 +394,12 @@ class KeyService:
         return key if key is not None else KeyNotFound()
 
     # -- derived values -----------------------------------------------------------------
+
+    def _code_expiry(self, key: ApiKey) -> datetime:
+        """:meth:`code_expires_at` of a key that has a code (every pending key does)."""
+        expires = self.code_expires_at(key)
+        assert expires is not None, "a pending key always has a code and a deadline"
+        return expires
 
     def code_expires_at(self, key: ApiKey) -> datetime | None:
         """When the current code stops working: its TTL, cut short by the key's window."""

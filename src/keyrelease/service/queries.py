@@ -11,7 +11,7 @@ from datetime import datetime
 
 from tortoise.expressions import Q
 
-from keyrelease.models import Admin, ApiKey, KeyEvent
+from keyrelease.models import Admin, ApiKey, KeyEvent, MessageKind, OutboxMessage
 from keyrelease.service.keys import parse_key_id
 from keyrelease.status import KeyStatus
 
@@ -80,3 +80,18 @@ async def list_keys(
 
 async def key_events(key_id: uuid.UUID) -> list[KeyEvent]:
     return await KeyEvent.filter(key_id=key_id).order_by("id")
+
+
+async def last_delivery(key_id: uuid.UUID) -> OutboxMessage | None:
+    """The key's latest mail (code or partner OTP) and how its delivery stands.
+
+    A key has a handful of messages at most (its codes and one OTP), so they are ordered
+    here: by when they were queued, then the OTP after the code that led to it, then the
+    newer code generation (a resend in the same instant).
+    """
+    messages = await OutboxMessage.filter(key_id=key_id)
+    return max(
+        messages,
+        key=lambda m: (m.created_at, m.kind is MessageKind.PARTNER_OTP, int(m.payload.get("generation", 0))),
+        default=None,
+    )
