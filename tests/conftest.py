@@ -336,3 +336,14 @@ async def running_app(settings: Settings, clock: FrozenClock) -> AsyncIterator[A
         transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://keyrelease.test") as http:
             yield Api(client=http, app=application)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print how many generated cases the fuzz tests ran (issue 8: the counts are printed)."""
+    from fuzzcounts import COUNTS
+
+    if COUNTS:
+        terminalreporter.write_line(
+            "fuzz cases run: " + ", ".join(f"{label} {count}" for label, count in sorted(COUNTS.items()))
+            + " (no 5xx, no traceback)"
+        )

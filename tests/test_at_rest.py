@@ -1,5 +1,5 @@
 """Rule 13: a copy of the database alone reveals no code, OTP, secret or admin token, and
-none of them reaches a log or an event."""
+none of them reaches a log, an event, or any HTTP response but the one meant to carry it."""
 
 from __future__ import annotations
 
@@ -19,6 +19,13 @@ def all_logs(caplog):
 
 
 async def test_no_secret_rests_in_the_database_or_the_logs(api, settings, all_logs, capsys):
+    responses: list[tuple[str, str]] = []  # (request body, response body) of every request
+
+    async def record(response):  # type: ignore[no-untyped-def]
+        await response.aread()
+        responses.append((response.request.content.decode(errors="replace"), response.text))
+
+    api.client.event_hooks["response"].append(record)
     ada = await api.admin()
     institutional = await api.create_key(ada)
     code1 = await api.code_for(ada)
@@ -47,6 +54,13 @@ async def test_no_secret_rests_in_the_database_or_the_logs(api, settings, all_lo
     logs = "\n".join(record.getMessage() for record in all_logs.records)
     events = str((await api.key(ada, institutional["id"]))["events"]) + str((await api.key(ada, partner["id"]))["events"])
     out = capsys.readouterr()
+    # Each client secret is in exactly one response: the revealKey that released it. No
+    # response carries a code, an OTP or the admin token (they arrive by mail or the CLI).
+    for name, value in secrets.items():
+        carriers = [body for _, body in responses if value in body]
+        expected = 1 if "client secret" in name else 0
+        assert len(carriers) == expected, f"{name} in {len(carriers)} responses"
+    assert len(responses) >= 10  # every request of the flow was seen
     for name, value in secrets.items():
         # Bounded by non-alphanumerics, so a code does not "appear" inside a random UUID.
         pattern = re.compile(rf"(?<![0-9A-Za-z]){re.escape(value)}(?![0-9A-Za-z])")

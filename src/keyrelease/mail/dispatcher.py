@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
 
 from keyrelease import metrics
 from keyrelease.clock import Clock
@@ -154,16 +155,25 @@ class Dispatcher:
         due = Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=now) | Q(
             status=DeliveryStatus.SENDING, lease_until__lte=now
         )
-        candidates = await OutboxMessage.filter(due).order_by("next_attempt_at").limit(self._batch)
         claimed = []
-        for message in candidates:
-            won = await OutboxMessage.filter(
-                due, id=message.id, status=message.status, attempts=message.attempts
-            ).update(status=DeliveryStatus.SENDING, lease_until=lease)
-            if won:
-                if message.status is DeliveryStatus.SENDING:
-                    log.warning("mail %s: reclaimed after an expired lease (a dispatcher stopped mid-send)", message.id)
-                claimed.append((message, lease))
+        # On PostgreSQL, FOR UPDATE SKIP LOCKED hands each dispatcher rows no other dispatcher
+        # is claiming at this moment, so they do not queue behind each other; SQLite ignores
+        # it (one writer at a time). Either way the conditional update decides who owns a row.
+        async with in_transaction():
+            candidates = (
+                await OutboxMessage.filter(due)
+                .select_for_update(skip_locked=True)
+                .order_by("next_attempt_at")
+                .limit(self._batch)
+            )
+            for message in candidates:
+                won = await OutboxMessage.filter(
+                    due, id=message.id, status=message.status, attempts=message.attempts
+                ).update(status=DeliveryStatus.SENDING, lease_until=lease)
+                if won:
+                    if message.status is DeliveryStatus.SENDING:
+                        log.warning("mail %s: reclaimed after an expired lease (a dispatcher stopped mid-send)", message.id)
+                    claimed.append((message, lease))
         return claimed
 
     async def _deliver(self, message: OutboxMessage, lease: datetime) -> None:
