@@ -1,0 +1,49 @@
+"""The benchmark harness still runs (``BENCH_SMOKE=1``: every stage for about a second).
+It never asserts a speed: only that each stage ran and the results carry every figure."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = [
+    pytest.mark.live,
+    pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)"),
+]
+
+
+def test_bench_smoke_runs_every_stage(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import run as bench  # bench/run.py
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    env = {**os.environ, "BENCH_SMOKE": "1", "BENCH_OUT_DIR": str(tmp_path)}
+    env.pop("KEYRELEASE_TEST_POSTGRES_URL", None)  # the smoke stays on SQLite and short
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py")], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    results = json.loads((tmp_path / "latest" / "results.json").read_text())
+    assert set(bench.RESULT_KEYS) <= set(results)
+    assert results["meta"]["smoke"] is True
+    for figure in ("bare_rps", "token_rps", "token_ratio", "key_query_rps", "key_query_ratio"):
+        assert isinstance(results[figure], float), figure
+    assert results["rounds"]["token_status_errors"] == 0  # every token request got its token
+    assert results["rounds"]["key_status_errors"] == 0
+    for figure, field in (("token_latency_at_half", "p99_ms"), ("flow", "p50_ms"), ("scale", "ratio"),
+                          ("outbox", "per_s"), ("rss", "growth_pct")):
+        assert results[figure][field] is not None, figure
+    assert results["flow"]["errors"] == 0
+    assert results["outbox"]["sent"] == results["outbox"]["messages"] > 0
+    assert set(results["targets"]) == {key for key, *_ in bench.TARGETS}
+    assert (tmp_path / "latest" / "results.md").read_text().startswith("Run ")
