@@ -37,15 +37,11 @@ POSTGRES_SERVER = os.environ.get("KEYRELEASE_TEST_POSTGRES_URL", "").strip()
 BACKENDS = ["sqlite", "postgres"] if POSTGRES_SERVER else ["sqlite"]
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test run, migrated once, dropped at the end."""
-    if not POSTGRES_SERVER:
-        pytest.skip("KEYRELEASE_TEST_POSTGRES_URL is not set")
-    name = f"keyrelease_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+@contextlib.contextmanager
+def scratch_postgres(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on the test server; dropped on the way out."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     server = asyncpg_url(POSTGRES_SERVER)
-    base, _, _ = server.rpartition("/")
-    url = f"{base}/{name}".replace("postgresql://", "postgres://", 1)
 
     async def admin_sql(sql: str) -> None:
         conn = await asyncpg.connect(server)
@@ -56,10 +52,19 @@ def postgres_url() -> Iterator[str]:
 
     asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
     try:
-        asyncio.run(db.apply_migrations(url))
-        yield url
+        yield server.rpartition("/")[0].replace("postgresql://", "postgres://", 1) + "/" + name
     finally:
         asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, migrated once, dropped at the end."""
+    if not POSTGRES_SERVER:
+        pytest.skip("KEYRELEASE_TEST_POSTGRES_URL is not set")
+    with scratch_postgres("keyrelease_test") as url:
+        asyncio.run(db.apply_migrations(url))
+        yield url
 
 
 def empty_postgres(url: str) -> None:

@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import asyncpg
 import httpx
 import pytest
-from conftest import POSTGRES_SERVER, base_env
-from dbutil import asyncpg_url
+from conftest import POSTGRES_SERVER, base_env, scratch_postgres
 from liveserver import Server, run_cli
 from tortoise.cli.cli import tortoise_cli_context
 from tortoise.migrations.autodetector import MigrationAutodetector
@@ -48,24 +46,8 @@ def test_serve_migrates_sqlite_by_itself(tmp_path):
 def empty_postgres_database():
     if not POSTGRES_SERVER:
         pytest.skip("KEYRELEASE_TEST_POSTGRES_URL is not set")
-    import asyncio
-    import uuid
-
-    name = f"keyrelease_migrate_{uuid.uuid4().hex[:8]}"
-    server = asyncpg_url(POSTGRES_SERVER)
-
-    async def run(sql):
-        conn = await asyncpg.connect(server)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.rpartition("/")[0].replace("postgresql://", "postgres://", 1) + "/" + name
-    finally:
-        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_postgres("keyrelease_migrate") as url:
+        yield url
 
 
 def test_serve_on_postgres_migrates_only_when_told(tmp_path, empty_postgres_database):
