@@ -32,7 +32,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     migrate = args.migrate or db.is_sqlite(settings.database_url)
     app = create_app(settings, migrate=migrate)
     print(
-        f"keyrelease serving on http://{args.host}:{args.port}/graphql "
+        f"keyrelease serving on http://{args.host}:{args.port}/ (admin console; GraphQL at /graphql) "
         f"(database {_redact(settings.database_url)}, mail transport {settings.mail_transport})",
         flush=True,
     )
