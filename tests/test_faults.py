@@ -186,6 +186,17 @@ class StallingHandler(RecordingHandler):
         return await super().handle_DATA(server, session, envelope)
 
 
+async def create_key(server: Server, token: str) -> None:
+    """One createKey over HTTP, which queues one code email."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        response = await http.post(
+            "/graphql",
+            json={"query": CREATE, "variables": {"i": {"name": "k", "kind": "INSTITUTIONAL"}}},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert response.json()["data"]["createKey"]["__typename"] == "ApiKey"
+
+
 def start_worker(env: dict[str, str], log) -> subprocess.Popen:  # type: ignore[no-untyped-def]
     return subprocess.Popen([KEYRELEASE, "worker"], env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
 
@@ -224,13 +235,7 @@ async def test_worker_killed_mid_send_delivers_after_restart(pg, tmp_path):
         log = open(tmp_path / "worker.log", "ab")  # noqa: SIM115
         worker = start_worker(env, log)
         try:
-            async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-                response = await http.post(
-                    "/graphql",
-                    json={"query": CREATE, "variables": {"i": {"name": "k", "kind": "INSTITUTIONAL"}}},
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-                assert response.json()["data"]["createKey"]["__typename"] == "ApiKey"
+            await create_key(server, token)
 
             async def stalled() -> bool:
                 return handler.stalled >= 1
@@ -279,13 +284,7 @@ async def test_mail_provider_down_for_thirty_seconds(pg, tmp_path):
     server = Server(env=env, log_path=tmp_path / "server.log").start()
     smtp = None
     try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-            response = await http.post(
-                "/graphql",
-                json={"query": CREATE, "variables": {"i": {"name": "k", "kind": "INSTITUTIONAL"}}},
-                headers={"Authorization": f"Bearer {token}"},
-            )
-            assert response.json()["data"]["createKey"]["__typename"] == "ApiKey"
+        await create_key(server, token)
         await asyncio.sleep(30)
         [row] = await query(postgres_url, "SELECT status, attempts FROM outbox_message")
         assert row["status"] == "PENDING" and row["attempts"] >= 3

@@ -658,19 +658,9 @@ function detailsMessage(key) {
 async function reveal() {
   const key = current;
   const button = $("#reveal-button");
-  const mine = ticket;
   $("#key-error").textContent = "";
-  setBusy(button, true);
-  let result;
-  try {
-    result = (await api(REVEAL_KEY, { input: { keyId: key.id } })).revealKey;
-  } catch (error) {
-    if (mine === ticket) $("#key-error").textContent = error.message;
-    return;
-  } finally {
-    setBusy(button, false);
-  }
-  if (mine !== ticket) return;
+  const result = await keyMutation(button, REVEAL_KEY, { input: { keyId: key.id } }, "revealKey");
+  if (!result) return;
   if (result.__typename !== "KeyCredentials") {
     $("#key-error").textContent = result.message;
     return;
@@ -686,6 +676,23 @@ async function reveal() {
   };
 }
 
+/** Run one mutation about the key on screen, with its button busy meanwhile. Returns the
+ * result, or null when the request failed (the error is shown) or the screen changed. */
+async function keyMutation(button, document, variables, field) {
+  const mine = ticket;
+  setBusy(button, true);
+  let result;
+  try {
+    result = (await api(document, variables))[field];
+  } catch (error) {
+    if (mine === ticket) $("#key-error").textContent = error.message;
+    return null;
+  } finally {
+    setBusy(button, false);
+  }
+  return mine === ticket ? result : null;
+}
+
 async function revoke() {
   const key = current;
   const button = $("#revoke-button");
@@ -695,18 +702,8 @@ async function revoke() {
     $("#revoke-hint").textContent = "Press again to revoke. This cannot be undone.";
     return;
   }
-  const mine = ticket;
-  setBusy(button, true);
-  let result;
-  try {
-    result = (await api(REVOKE_KEY, { input: { keyId: key.id } })).revokeKey;
-  } catch (error) {
-    if (mine === ticket) $("#key-error").textContent = error.message;
-    return;
-  } finally {
-    setBusy(button, false);
-  }
-  if (mine !== ticket) return;
+  const result = await keyMutation(button, REVOKE_KEY, { input: { keyId: key.id } }, "revokeKey");
+  if (!result) return;
   if (result.__typename !== "ApiKey") {
     $("#key-error").textContent = result.message;
     return;
