@@ -14,7 +14,7 @@ import tempfile
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -291,6 +291,3 @@ def test_key_lifecycle_follows_the_rules(migrated_template):
         ),
     )
 
-
-def test_timedelta_sanity():
-    assert POLICY.verification_window == timedelta(minutes=15)

@@ -151,7 +151,6 @@ async def test_attempts_count_across_codes(api):
 async def test_key_locks_when_its_window_closes_even_if_nobody_asks(api, clock):
     ada = await api.admin()
     key = await api.create_key(ada)
-    code = await api.code_for(ada)
     clock.advance(899)
     assert (await api.key(ada, key["id"]))["status"] == "PENDING_VERIFICATION"
     clock.advance(1)
