@@ -4,14 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint schema migrations bench bench-smoke clean
+.PHONY: install run test lint lock schema migrations bench bench-smoke clean
 
-$(STAMP): pyproject.toml examples/keyrelease-webhook/pyproject.toml
+$(STAMP): pyproject.toml requirements.lock examples/keyrelease-webhook/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "keyrelease needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	$(BIN)/python -m pip install --quiet -e examples/keyrelease-webhook
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e examples/keyrelease-webhook
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -24,17 +24,19 @@ run: install
 test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## Static checks: ruff and mypy must pass; pip-audit fails on a known vulnerability and only
-## warns when the advisory database cannot be reached (offline, proxy), so offline work goes on.
+## Static checks: ruff and mypy must pass; the locked dependencies (requirements.lock) are
+## audited for known vulnerabilities (.ci/audit_lock.py: fails on one, warns on what it could not
+## audit, e.g. offline, so offline work goes on).
 lint: install
 	$(BIN)/ruff check src plugins
 	$(BIN)/mypy src plugins
-	@out=$$(timeout 90 $(BIN)/pip-audit --local --skip-editable --progress-spinner off 2>&1); rc=$$?; \
-	skipped=$$(printf '%s\n' "$$out" | grep -c 'could not be audited'); \
-	if printf '%s\n' "$$out" | grep -q 'known vulnerabilit.* in'; then printf '%s\n' "$$out"; exit 1; \
-	elif [ $$rc -ne 0 ]; then echo "pip-audit: WARNING: the advisory database could not be reached; dependencies were NOT audited"; \
-	elif [ $$skipped -gt 0 ]; then echo "pip-audit: no known vulnerabilities; WARNING: $$skipped packages unknown to the index were not audited"; \
-	else echo "pip-audit: no known vulnerabilities"; fi
+	$(BIN)/python .ci/audit_lock.py requirements.lock
+
+## Re-resolve requirements.lock from pyproject.toml (then `make install` takes the new pins).
+lock: install
+	$(BIN)/python -m pip install --quiet pip-tools
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --extra test --extra bench --strip-extras --no-emit-index-url \
+	    --no-emit-find-links --output-file requirements.lock pyproject.toml
 
 ## Write schema.graphql from the code (a test fails when they differ).
 schema: install
@@ -47,7 +49,7 @@ migrations: install
 ## Benchmark harness (bench/run.py): real service vs bare Starlette, results in bench/results/latest.
 ## BENCH_SMOKE=1 for a quick run, BENCH_LARGE=1 for the 1,000,000-key comparison.
 bench: install
-	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test,bench]'
 	@command -v wrk >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && apt-get install -y -qq wrk; \
