@@ -13,20 +13,30 @@ from conftest import released_key, request_token, running_app
 from tortoise import connections
 
 import keyrelease.service.clients as clients
+from keyrelease import reads
 
 LAST_USED = "query($id: ID!) { key(id: $id) { lastUsedAt } }"
 
 
 @contextlib.contextmanager
 def sql_log() -> Iterator[list[str]]:
-    """Every statement the ORM sends to the database meanwhile, on SQLite or PostgreSQL (the
-    client class's methods are wrapped; its transaction wrapper inherits them)."""
+    """Every statement sent to the database meanwhile, on SQLite or PostgreSQL: through the
+    ORM (the client class's methods are wrapped; its transaction wrapper inherits them) and
+    through the point reads of :mod:`keyrelease.reads`, which on SQLite have their own
+    connection (traced), recorded once each."""
     statements: list[str] = []
     client_class = type(connections.get("default"))
+    reader = reads._sqlite.connection
     with pytest.MonkeyPatch.context() as patch:
         for name in ("execute_query", "execute_query_dict", "execute_insert", "execute_many"):
             patch.setattr(client_class, name, _recording(getattr(client_class, name), statements))
-        yield statements
+        if reader is not None:
+            reader.set_trace_callback(lambda sql: None if sql.startswith("PRAGMA") else statements.append(sql))
+        try:
+            yield statements
+        finally:
+            if reader is not None:
+                reader.set_trace_callback(None)
 
 
 def _recording(method, statements: list[str]):

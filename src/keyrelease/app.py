@@ -17,7 +17,7 @@ from tortoise import connections
 from tortoise.contrib.starlette import RegisterTortoise
 from tortoise.functions import Count
 
-from keyrelease import db, metrics, web
+from keyrelease import db, metrics, reads, web
 from keyrelease.body_limit import BodyLimit
 from keyrelease.clock import Clock, SystemClock
 from keyrelease.config import Settings
@@ -97,6 +97,7 @@ def create_app(
         config = db.tortoise_config(settings.database_url, settings.database_pool)
         async with RegisterTortoise(app, config=config, _enable_global_fallback=True):
             await _open_connection()
+            reads.open_reader(settings.database_url)
             tasks = [
                 asyncio.create_task(last_use.run_forever(), name="keyrelease-last-use"),
                 asyncio.create_task(_prune_rate_limits(limiter), name="keyrelease-rate-limit-prune"),
@@ -110,6 +111,7 @@ def create_app(
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                reads.close_reader()
                 await _final_flush(last_use)
                 await transport.close()
 

@@ -5,10 +5,10 @@ nothing is cached, so a key that is revoked, locked or expired stops authenticat
 very next request. Last use is remembered in memory and written in batches by
 :class:`LastUseRecorder`, at most once per key per flush interval.
 
-The lookup is one parametrised SQL statement rather than an ORM query: building and hydrating
-the ORM query costs about fifteen times what the database spends answering it. Table and column
-names come from the models' metadata and values go through the model fields' own converters,
-so it reads exactly what the ORM would, on SQLite and PostgreSQL alike.
+The lookup is a point read (:mod:`keyrelease.reads`): one parametrised SQL statement rather than
+an ORM query, whose building and hydration cost many times what the database spends answering
+it. Table and column names come from the models' metadata, so it reads exactly what the ORM
+would, on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 
-from tortoise import connections
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from keyrelease import credentials
+from keyrelease import credentials, reads
 from keyrelease.clock import Clock
 from keyrelease.models import ApiKey, Institution
 from keyrelease.status import may_authenticate
@@ -69,9 +68,8 @@ _KEY_COLUMNS = (
 
 
 @functools.cache
-def _lookup_sql(dialect: str) -> str:
+def _lookup_sql() -> str:
     """Built on first use: the models' metadata is complete only once Tortoise is initialised."""
-    placeholder = {"sqlite": "?", "postgres": "$1"}[dialect]  # the databases config.py accepts
     key, institution = ApiKey._meta, Institution._meta
     column = key.fields_db_projection
     selected = ", ".join(f"k.{column[name]} AS {name}" for name in _KEY_COLUMNS)
@@ -79,20 +77,28 @@ def _lookup_sql(dialect: str) -> str:
         f"SELECT {selected}, i.{institution.fields_db_projection['name']} AS institution "
         f"FROM {key.db_table} k JOIN {institution.db_table} i "
         f"ON i.{institution.db_pk_column} = k.{column['institution_id']} "
-        f"WHERE k.{column['client_id']} = {placeholder}"
+        f"WHERE k.{column['client_id']} = ?"
     )
 
 
 async def find_key(client_id: str) -> KeyRecord | None:
-    """The key with this client ID (unique index), or None."""
-    connection = connections.get("default")
-    rows = await connection.execute_query_dict(_lookup_sql(connection.capabilities.dialect), [client_id])
-    if not rows:
+    """The key with this client ID (unique index), or None: one point read (:mod:`keyrelease.reads`)."""
+    row = await reads.one(_lookup_sql(), [client_id])
+    if row is None:
         return None
-    row, fields = rows[0], ApiKey._meta.fields_map
     return KeyRecord(
-        **{name: fields[name].to_python_value(row[name]) for name in _KEY_COLUMNS}, institution=row["institution"]
+        id=row["id"] if isinstance(row["id"], uuid.UUID) else uuid.UUID(row["id"]),
+        secret_hash=row["secret_hash"],
+        **{name: _moment(row[name]) for name in _MOMENTS},
+        institution=row["institution"],
     )
+
+
+_MOMENTS = ("verified_at", "locked_at", "revoked_at", "revealed_at", "expires_at", "verification_deadline")
+
+
+def _moment(value: str | datetime | None) -> datetime | None:
+    return None if value is None else reads.to_datetime(value)
 
 
 class LastUseRecorder:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from tortoise.expressions import Q
 
+from keyrelease import reads
 from keyrelease.models import Admin, ApiKey, KeyEvent, MessageKind, OutboxMessage
 from keyrelease.service.keys import parse_key_id
 from keyrelease.status import KeyStatus
@@ -57,10 +59,22 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 async def get_key(admin: Admin, key_id: str) -> ApiKey | None:
+    """One point read (:mod:`keyrelease.reads`): the key by id, within the admin's institution."""
     parsed = parse_key_id(key_id)
     if parsed is None:
         return None
-    return await ApiKey.get_or_none(id=parsed, institution_id=admin.institution_id)
+    row = await reads.one(_key_sql(), [str(parsed), admin.institution_id])
+    return reads.hydrate(ApiKey, row, "k_") if row is not None else None
+
+
+@functools.cache
+def _key_sql() -> str:
+    meta = ApiKey._meta
+    column = meta.fields_db_projection
+    return (
+        f"SELECT {reads.columns(ApiKey, 'k', 'k_')} FROM {meta.db_table} k "
+        f"WHERE k.{meta.db_pk_column} = ? AND k.{column['institution_id']} = ?"
+    )
 
 
 async def list_keys(

@@ -1,0 +1,131 @@
+"""Point reads on the request hot paths: one row by a unique key, outside any transaction.
+
+Every token request looks a key up by its client ID, and every GraphQL request looks its admin
+up by token hash. Through the ORM, building the query and hydrating the row cost many times
+what the database spends answering it, and on SQLite aiosqlite hands every statement to its
+thread and back. So these reads are plain SQL built once from the models' metadata (table and
+column names; see :func:`columns`), and:
+
+* on SQLite, they run on a second, query-only connection, directly on the event loop: a lookup
+  by a unique index takes microseconds, less than the hand-off to aiosqlite's thread, and in
+  WAL mode (Tortoise's default) a reader never waits for the writer. Should SQLite still answer
+  "busy", or fail in any way, the read goes through the ORM's own connection instead, which
+  waits or raises exactly as any other query does;
+* on PostgreSQL, they run on the ORM's asyncpg pool.
+
+Nothing is cached: every call reads the database, so a revoked token or key stops at once.
+Statements use ``?`` placeholders; they are rewritten to ``$n`` for PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sqlite3
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from tortoise import connections, fields
+from tortoise.models import Model
+
+M = TypeVar("M", bound=Model)
+_PLACEHOLDER = re.compile(r"\?")
+
+
+class _SQLiteReader:
+    """The query-only SQLite connection; None when the database is not a file."""
+
+    connection: sqlite3.Connection | None = None
+
+    def open(self, database_url: str) -> None:
+        self.close()
+        path = database_url.removeprefix("sqlite://")
+        if not database_url.startswith("sqlite://") or path in ("", ":memory:"):
+            return
+        connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        connection.row_factory = sqlite3.Row
+        connection.execute("PRAGMA query_only = ON")
+        connection.execute("PRAGMA busy_timeout = 0")  # never block the event loop; fall back instead
+        self.connection = connection
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+    def one(self, sql: str, params: Sequence[Any]) -> Mapping[str, Any] | None | bool:
+        """The row, None when there is none, False when this reader cannot answer."""
+        if self.connection is None:
+            return False
+        try:
+            return self.connection.execute(sql, params).fetchone()
+        except sqlite3.Error:
+            return False
+
+
+_sqlite = _SQLiteReader()
+
+
+def open_reader(database_url: str) -> None:
+    """Called at start-up, after the ORM is initialised (the app's lifespan)."""
+    _sqlite.open(database_url)
+
+
+def close_reader() -> None:
+    _sqlite.close()
+
+
+@functools.cache
+def _postgres(sql: str) -> str:
+    counter = iter(range(1, 1000))
+    return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
+
+
+async def one(sql: str, params: Sequence[Any]) -> Mapping[str, Any] | None:
+    """The one row ``sql`` selects (or the first), or None."""
+    row = _sqlite.one(sql, params)
+    if row is not False:
+        return row  # type: ignore[return-value]
+    connection = connections.get("default")
+    if connection.capabilities.dialect == "postgres":
+        sql = _postgres(sql)
+    rows = await connection.execute_query_dict(sql, list(params))
+    return rows[0] if rows else None
+
+
+def columns(model: type[Model], alias: str, prefix: str = "") -> str:
+    """``alias.column AS prefix+column, ...`` for every column of ``model``."""
+    return ", ".join(f"{alias}.{column} AS {prefix}{column}" for column in model._meta.db_fields)
+
+
+def hydrate(model: type[M], row: Mapping[str, Any], prefix: str = "") -> M:
+    """A model instance from a row selected with :func:`columns`, as the ORM would build it.
+
+    Datetimes stored as ISO text (SQLite) take the C parser instead of the field's generic one;
+    every other value goes through the field's own converter.
+    """
+    values = {}
+    for column in model._meta.db_fields:
+        value = row[prefix + column]
+        if isinstance(value, str) and column in _datetime_columns(model):
+            value = to_datetime(value)
+        values[column] = value
+    return model._init_from_db(**values)
+
+
+@functools.cache
+def _datetime_columns(model: type[Model]) -> frozenset[str]:
+    meta = model._meta
+    return frozenset(
+        meta.fields_db_projection[name]
+        for name, field in meta.fields_map.items()
+        if isinstance(field, fields.DatetimeField) and name in meta.fields_db_projection
+    )
+
+
+def to_datetime(value: str | datetime) -> datetime:
+    """An aware datetime from a stored one (ISO text on SQLite, a datetime on PostgreSQL)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

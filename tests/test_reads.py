@@ -1,0 +1,86 @@
+"""Point reads (keyrelease.reads): the hot-path lookups read exactly what the ORM reads, see
+every change at once, and fall back to the ORM's connection when their own cannot answer."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+
+from conftest import released_key, request_token
+
+from keyrelease import reads
+from keyrelease.models import Admin, AdminToken, ApiKey
+from keyrelease.service import admins, queries
+from keyrelease.service.clients import find_key
+
+KEY = "query($id: ID!) { key(id: $id) { id name status lastUsedAt } }"
+
+
+def _fields(instance) -> dict:
+    return {name: getattr(instance, name) for name in type(instance)._meta.db_fields}
+
+
+async def test_point_reads_build_the_models_the_orm_builds(api, clock):
+    ada = await api.admin()
+    key, creds = await released_key(api, ada, name="Compared")
+    model = await ApiKey.get(id=key["id"])
+    admin = await Admin.get(email=ada.email).prefetch_related("institution")
+
+    authenticated = await admins.authenticate(clock, ada.token)
+    assert authenticated is not None
+    assert _fields(authenticated) == _fields(admin)
+    assert authenticated.institution.name == admin.institution.name == ada.institution
+
+    read = await queries.get_key(authenticated, key["id"])
+    assert read is not None and _fields(read) == _fields(model)
+    assert all(v.tzinfo is not None for v in _fields(read).values() if hasattr(v, "tzinfo"))
+
+    record = await find_key(creds["clientId"])
+    assert record is not None
+    assert (record.id, record.verified_at, record.revealed_at, record.expires_at, record.institution) == (
+        model.id, model.verified_at, model.revealed_at, model.expires_at, ada.institution
+    )
+    assert await find_key("us-east-1#" + str(uuid.uuid4())) is None
+
+
+async def test_another_institution_reads_nothing(api, clock):
+    ada, bob = await api.admin(), await api.admin("bob@other.example", "Other College")
+    key, _ = await released_key(api, ada)
+    assert await queries.get_key(await admins.authenticate(clock, bob.token), key["id"]) is None
+
+
+async def test_a_revoked_or_expired_admin_token_stops_at_once(api, clock):
+    ada = await api.admin()
+    assert await admins.authenticate(clock, ada.token) is not None
+    token = await AdminToken.get(admin__email=ada.email)
+    clock.advance(seconds=1)
+    await AdminToken.filter(id=token.id).update(expires_at=clock.now())
+    assert await admins.authenticate(clock, ada.token) is None
+    await AdminToken.filter(id=token.id).update(expires_at=None, revoked_at=clock.now())
+    assert await admins.authenticate(clock, ada.token) is None
+
+
+class _Broken:
+    """A connection that fails like a busy or damaged SQLite database."""
+
+    def execute(self, *args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    def close(self) -> None:
+        pass
+
+
+async def test_reads_fall_back_to_the_orm_when_their_connection_cannot_answer(api, client, monkeypatch, database_url):
+    ada = await api.admin()
+    key, creds = await released_key(api, ada)
+    if database_url.startswith("sqlite://"):
+        assert reads._sqlite.connection is not None  # the fast path is in use on a SQLite file
+    monkeypatch.setattr(reads._sqlite, "connection", _Broken())
+
+    assert (await request_token(client, creds["clientId"], creds["clientSecret"])).status_code == 200
+    assert (await request_token(client, creds["clientId"], "wrong")).status_code == 401
+    assert (await api.data(KEY, {"id": key["id"]}, ada.token))["key"]["status"] == "ACTIVE"
+
+
+def test_placeholders_are_numbered_for_postgres():
+    assert reads._postgres("SELECT ? AS a, ? AS b WHERE c = ?") == "SELECT $1 AS a, $2 AS b WHERE c = $3"
