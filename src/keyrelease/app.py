@@ -116,13 +116,13 @@ def create_app(
                 await transport.close()
 
     app = Starlette(
-        routes=[
+        routes=[  # the busiest first: the router tries them in order
+            Route("/ids/auth/login", oauth.token, methods=["POST"]),
+            Route("/graphql", web.no_store(graphql_app), methods=["GET", "POST"]),
+            Route("/.well-known/jwks.json", oauth.jwks, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
-            Route("/graphql", web.no_store(graphql_app), methods=["GET", "POST"]),
-            Route("/ids/auth/login", oauth.token, methods=["POST"]),
-            Route("/.well-known/jwks.json", oauth.jwks, methods=["GET"]),
             *web.routes(),  # the admin console at /, the partner page at /partner
         ],
         middleware=[
