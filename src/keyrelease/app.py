@@ -28,7 +28,7 @@ from keyrelease.mail.dispatcher import Dispatcher
 from keyrelease.mail.plugins import TransportRegistry
 from keyrelease.mail.transport import Transport
 from keyrelease.models import DeliveryStatus, OutboxMessage
-from keyrelease.oauth.endpoints import OAuthEndpoints
+from keyrelease.oauth.endpoints import OAuthEndpoints, TokenEndpoint
 from keyrelease.oauth.signing_keys import load_key_ring
 from keyrelease.oauth.tokens import TokenIssuer
 from keyrelease.request_id import RequestId
@@ -117,7 +117,7 @@ def create_app(
 
     app = Starlette(
         routes=[  # the busiest first: the router tries them in order
-            Route("/ids/auth/login", oauth.token, methods=["POST"]),
+            Route("/ids/auth/login", TokenEndpoint(oauth), methods=["POST"]),
             Route("/graphql", web.no_store(graphql_app), methods=["GET", "POST"]),
             Route("/.well-known/jwks.json", oauth.jwks, methods=["GET"]),
             Route("/healthz", healthz),

@@ -4,16 +4,23 @@ Thin: parse the request, call :class:`ClientAuthenticator`, sign with :class:`To
 Errors follow RFC 6749 §5.2. Every unusable credential gets the one :data:`INVALID_CLIENT`
 response, byte for byte; an unexpected failure is logged once and answered with a bare
 ``server_error`` (or ``temporarily_unavailable`` when the database cannot be reached).
+
+The token endpoint is the busiest route, so it is a plain ASGI app (:meth:`OAuthEndpoints.token`):
+it reads the few headers it needs in one pass over the scope, reads the small urlencoded body
+itself (no ``request.form()`` and its multipart machinery) and sends prepared header lists,
+instead of building Starlette's Request and Response objects for every call.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 from tortoise.exceptions import DBConnectionError, OperationalError
 
 from keyrelease import metrics
@@ -28,27 +35,41 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 GRANT_TYPE = "client_credentials"
 MAX_BODY_BYTES = 4096
 MAX_FORM_FIELDS = 16
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 JWKS_CACHE = {"Cache-Control": "public, max-age=300"}
 #: The one answer to every credential that cannot have a token, whatever the reason: unknown
 #: client, wrong secret, a key that is pending, locked, revoked, expired or not yet revealed.
 INVALID_CLIENT = ("invalid_client", "Client authentication failed.")
+_JSON_NO_STORE = [(b"content-type", b"application/json"), (b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
 
 
-def oauth_error(status: int, error: str, description: str, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps({"error": error, "error_description": description}).encode()
-    return Response(body, status_code=status, media_type="application/json", headers={**NO_STORE, **(headers or {})})
+@dataclass
+class Answer:
+    """A response of the token endpoint: status, JSON body, extra headers."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    async def send(self, send: Send) -> None:
+        headers = [*_JSON_NO_STORE, (b"content-length", str(len(self.body)).encode())]
+        headers += [(name.lower().encode(), value.encode("latin-1")) for name, value in self.headers.items()]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
-def invalid_request(description: str) -> Response:
+def oauth_error(status: int, error: str, description: str, headers: dict[str, str] | None = None) -> Answer:
+    return Answer(status, json.dumps({"error": error, "error_description": description}).encode(), headers or {})
+
+
+def invalid_request(description: str) -> Answer:
     return oauth_error(400, "invalid_request", description)
 
 
-def invalid_client() -> Response:
+def invalid_client() -> Answer:
     return oauth_error(401, *INVALID_CLIENT, {"WWW-Authenticate": 'Basic realm="keyrelease"'})
 
 
-def slow_down(limited: Limited) -> Response:
+def slow_down(limited: Limited) -> Answer:
     """429 with Retry-After. ``slow_down`` is the OAuth error code for "too many requests"
     (RFC 8628 §3.5); RFC 6749 defines none for the token endpoint."""
     description = f"Too many requests; retry after {limited.retry_after} seconds."
@@ -59,6 +80,36 @@ def _outcome(status: int) -> str:
     return {200: "granted", 401: "invalid_client", 429: "rate_limited"}.get(
         status, "error" if status >= 500 else "invalid_request"
     )
+
+
+class _Disconnected(Exception):
+    """The client went away before its body arrived."""
+
+
+@dataclass
+class TokenRequest:
+    """What the token endpoint reads of a request: a few headers, the peer, the body."""
+
+    peer: str | None
+    content_type: str = ""
+    content_length: str | None = None
+    authorization: list[str] = field(default_factory=list)
+    forwarded_for: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, scope: Scope) -> TokenRequest:
+        client = scope.get("client")
+        request = cls(peer=client[0] if client else None)
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                request.authorization.append(value.decode("latin-1"))
+            elif name == b"content-type":
+                request.content_type = value.decode("latin-1")
+            elif name == b"content-length":
+                request.content_length = value.decode("latin-1")
+            elif name == b"x-forwarded-for":
+                request.forwarded_for.append(value.decode("latin-1"))
+        return request
 
 
 class OAuthEndpoints:
@@ -74,18 +125,19 @@ class OAuthEndpoints:
         self.limiter = limiter
         self.trusted_proxies = trusted_proxies
 
-    async def token(self, request: Request) -> Response:
-        response = await self._answer(request)
-        metrics.token(_outcome(response.status_code))
-        return response
+    async def token(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI app behind ``POST /ids/auth/login``."""
+        answer = await self._answer(TokenRequest.of(scope), receive)
+        metrics.token(_outcome(answer.status))
+        await answer.send(send)
 
-    async def _answer(self, request: Request) -> Response:
+    async def _answer(self, request: TokenRequest, receive: Receive) -> Answer:
         try:
             limited = await self._rate_limit(request)
             if limited is not None:
                 return slow_down(limited)
-            return await self._token(request)
-        except ClientDisconnect:
+            return await self._token(request, receive)
+        except _Disconnected:
             return invalid_request("The request body was not received.")
         except (DBConnectionError, OperationalError, OSError, TimeoutError) as err:
             log.error("token endpoint: database unavailable (%s)", type(err).__name__)
@@ -94,24 +146,20 @@ class OAuthEndpoints:
             log.exception("token endpoint failed")
             return oauth_error(500, "server_error", "The server could not issue a token.")
 
-    async def _rate_limit(self, request: Request) -> Limited | None:
+    async def _rate_limit(self, request: TokenRequest) -> Limited | None:
         """One upsert: per client address, and per address and client ID."""
         if self.limiter is None:
             return None
-        ip = client_address(
-            request.client.host if request.client else None,
-            request.headers.getlist("x-forwarded-for"),
-            self.trusted_proxies,
-        )
-        credentials = parse_basic(request.headers.getlist("authorization"))
+        ip = client_address(request.peer, request.forwarded_for, self.trusted_proxies)
+        credentials = parse_basic(request.authorization)
         client_id = credentials.client_id if isinstance(credentials, BasicCredentials) else None
         return await self.limiter.token_request(ip, client_id)
 
-    async def _token(self, request: Request) -> Response:
-        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    async def _token(self, request: TokenRequest, receive: Receive) -> Answer:
+        content_type = request.content_type.split(";", 1)[0].strip().lower()
         if content_type != FORM_CONTENT_TYPE:
             return invalid_request(f"Content-Type must be {FORM_CONTENT_TYPE}.")
-        body = await _read_limited(request, MAX_BODY_BYTES)
+        body = await _read_limited(request, receive, MAX_BODY_BYTES)
         if body is None:
             return oauth_error(413, "invalid_request", f"The request body is larger than {MAX_BODY_BYTES} bytes.")
         params = _parse_form(body)
@@ -122,7 +170,7 @@ class OAuthEndpoints:
             return invalid_request("grant_type is required.")
         if grant_type != GRANT_TYPE:
             return oauth_error(400, "unsupported_grant_type", f"Only grant_type={GRANT_TYPE} is supported.")
-        credentials = parse_basic(request.headers.getlist("authorization"))
+        credentials = parse_basic(request.authorization)
         if credentials is None:
             return invalid_client()
         if not isinstance(credentials, BasicCredentials):
@@ -131,34 +179,43 @@ class OAuthEndpoints:
         if client is None:
             return invalid_client()
         token = self.issuer.issue(client)
-        return JSONResponse(
-            {
-                "access_token": token.token,
-                "expires_in": token.expires_in,
-                "scope": token.scope,
-                "token_type": "Bearer",
-            },
-            headers=NO_STORE,
-        )
+        granted = {"access_token": token.token, "expires_in": token.expires_in, "scope": token.scope, "token_type": "Bearer"}
+        return Answer(200, json.dumps(granted, separators=(",", ":")).encode())
 
     async def jwks(self, request: Request) -> Response:
+        """``GET /.well-known/jwks.json``: the published keys, serialised once."""
         return Response(self.issuer.jwks_json, media_type="application/json", headers=JWKS_CACHE)
 
 
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    """The body, or None when it is (or says it is) over ``limit`` bytes. Read here rather than
-    with ``request.form()``: a few bytes of form need no multipart machinery."""
-    declared = request.headers.get("content-length")
+class TokenEndpoint:
+    """Mounts :meth:`OAuthEndpoints.token` as an ASGI app (Starlette wraps a bare method as a
+    request/response function instead)."""
+
+    def __init__(self, endpoints: OAuthEndpoints) -> None:
+        self.endpoints = endpoints
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.endpoints.token(scope, receive, send)
+
+
+async def _read_limited(request: TokenRequest, receive: Receive, limit: int) -> bytes | None:
+    """The body, or None when it is (or says it is) over ``limit`` bytes."""
+    declared = request.content_length
     if declared is not None and declared.isdigit() and int(declared) > limit:
         return None
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             return None
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def _parse_form(body: bytes) -> dict[str, str] | None:
