@@ -72,8 +72,8 @@ SERVER_CORE, LOAD_CORE = "0", "1"
 
 #: Every figure the harness reports; the smoke test checks each is present.
 RESULT_KEYS = (
-    "meta", "bare_rps", "token_rps", "token_ratio", "key_query_rps", "key_query_ratio", "token_latency_at_half",
-    "flow", "scale", "outbox", "rss", "postgres", "targets",
+    "meta", "bare_rps", "token_rps", "token_ratio", "key_query_rps", "key_query_ratio", "strawberry_floor",
+    "pure_python_stack", "token_latency_at_half", "flow", "scale", "outbox", "rss", "postgres", "targets",
 )
 
 KEY_QUERY = "query($id: ID!) { key(id: $id) { id name kind status clientId createdAt expiresAt revealed } }"
@@ -83,6 +83,12 @@ VERIFY = ("mutation($input: VerifyKeyInput!) { verifyKey(input: $input) { __type
           "... on ApiKey { id status } ... on Error { message } } }")
 REVEAL = ("mutation($input: RevealKeyInput!) { revealKey(input: $input) { __typename "
           "... on KeyCredentials { clientId clientSecret } ... on Error { message } } }")
+
+
+#: The smallest GraphQL request, for the Strawberry floor (bench/bare_app.py --strawberry).
+FLOOR_REQUEST = {"method": "POST", "body": '{"query":"{ hello }"}', "content_type": "application/json"}
+#: uvicorn's pure-Python stack, the one behind the reference figures in docs/performance.md.
+PURE_PYTHON_STACK = ("--http", "h11", "--loop", "asyncio")
 
 
 def log(message: str) -> None:
@@ -167,9 +173,9 @@ class Proc:
                 self.process.wait(5)
 
 
-def service(env: dict[str, str], logs: Path, name: str) -> Proc:
+def service(env: dict[str, str], logs: Path, name: str, *extra: str) -> Proc:
     port = free_port()
-    argv = pinned(SERVER_CORE, [KEYRELEASE, "serve", "--port", str(port), "--log-level", "warning"])
+    argv = pinned(SERVER_CORE, [KEYRELEASE, "serve", "--port", str(port), "--log-level", "warning", *extra])
     return Proc(argv, env, logs / f"{name}.log", port=port)
 
 
@@ -416,7 +422,7 @@ def median(values: list[float]) -> float:
 
 
 def core_stages(label: str, env: dict[str, str], database_url: str, bare: Proc, wrk: Wrk, logs: Path,
-                *, measure_rss: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+                *, measure_rss: bool, floor: Proc | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Token endpoint, key(id) query, latency at half load, flows (and RSS on request), on one
     database, side by side with the bare endpoint. Returns (results, context for later stages)."""
     log(f"[{label}] seeding: admin, one key through GraphQL, {BASE_KEYS} keys in bulk")
@@ -439,14 +445,22 @@ def core_stages(label: str, env: dict[str, str], database_url: str, bare: Proc, 
         wrk.run(token_url, duration=1, **token_request_args(auths))
         wrk.run(server.url + "/graphql", duration=1, **gql)
 
-        bare_rps, token_rps, key_rps, token_runs, key_runs = [], [], [], [], []
+        bare_rps, token_rps, key_rps, token_runs, key_runs, floor_rps = [], [], [], [], [], []
         for n in range(ROUNDS):
-            log(f"[{label}] round {n + 1}/{ROUNDS}: bare, token, key(id) for {DURATION:g} s each")
+            log(f"[{label}] round {n + 1}/{ROUNDS}: bare, token, key(id){', Strawberry floor' if floor else ''}"
+                f" for {DURATION:g} s each")
             bare_rps.append(wrk.run(bare.url + "/", duration=DURATION)["rps"])
             token_runs.append(wrk.run(token_url, duration=DURATION, **token_request_args(auths)))
             token_rps.append(token_runs[-1]["rps"])
             key_runs.append(wrk.run(server.url + "/graphql", duration=DURATION, **gql))
             key_rps.append(key_runs[-1]["rps"])
+            if floor is not None:
+                floor_rps.append(wrk.run(floor.url + "/graphql", duration=DURATION, **FLOOR_REQUEST)["rps"])
+        if floor_rps:
+            results["strawberry_floor"] = {
+                "rps": median(floor_rps), "ratio": median([f / b for f, b in zip(floor_rps, bare_rps, strict=True)]),
+                "key_query_share": median([k / f for k, f in zip(key_rps, floor_rps, strict=True)]),
+            }
         results["bare_rps"] = median(bare_rps)
         results["token_rps"] = median(token_rps)
         results["key_query_rps"] = median(key_rps)
@@ -508,6 +522,38 @@ def core_stages(label: str, env: dict[str, str], database_url: str, bare: Proc, 
     finally:
         server.stop()
     return results, {"admin_token": admin_token, "key_id": key_id, "bulk_ids": bulk_ids}
+
+
+def reference_stage(env: dict[str, str], ctx: dict[str, Any], wrk: Wrk, logs: Path) -> dict[str, Any]:
+    """The token and key(id) ratios again with uvicorn's pure-Python stack (h11 and asyncio) on
+    both sides: the stack the performance issue's reference figures were measured on."""
+    bare_port = free_port()
+    bare = Proc(pinned(SERVER_CORE, [sys.executable, str(BENCH / "bare_app.py"), "--port", str(bare_port),
+                                     *PURE_PYTHON_STACK]), {}, logs / "bare-h11.log", port=bare_port).start()
+    server = service(env, logs, "service-h11", *PURE_PYTHON_STACK).start()
+    try:
+        auths = [basic(cid, BULK_SECRET) for cid in ctx["bulk_ids"]]
+        token_url = server.url + "/ids/auth/login"
+        gql = {"method": "POST", "body": json.dumps({"query": KEY_QUERY, "variables": {"id": ctx["key_id"]}}),
+               "content_type": "application/json", "auths": [f"Bearer {ctx['admin_token']}"]}
+        wrk.run(bare.url + "/", duration=1)
+        wrk.run(token_url, duration=1, **token_request_args(auths))
+        wrk.run(server.url + "/graphql", duration=1, **gql)
+        bare_rps, token_rps, key_rps = [], [], []
+        for n in range(ROUNDS):
+            log(f"[h11] round {n + 1}/{ROUNDS}: bare, token, key(id) on h11 + asyncio")
+            bare_rps.append(wrk.run(bare.url + "/", duration=DURATION)["rps"])
+            token_rps.append(wrk.run(token_url, duration=DURATION, **token_request_args(auths))["rps"])
+            key_rps.append(wrk.run(server.url + "/graphql", duration=DURATION, **gql)["rps"])
+    finally:
+        server.stop()
+        bare.stop()
+    return {
+        "stack": "uvicorn --http h11 --loop asyncio",
+        "bare_rps": median(bare_rps), "token_rps": median(token_rps), "key_query_rps": median(key_rps),
+        "token_ratio": median([t / b for t, b in zip(token_rps, bare_rps, strict=True)]),
+        "key_query_ratio": median([k / b for k, b in zip(key_rps, bare_rps, strict=True)]),
+    }
 
 
 def scale_stage(tmp: Path, small_db: Path, template_id: str, small_ids: list[str], wrk: Wrk, logs: Path) -> dict[str, Any]:
@@ -678,11 +724,19 @@ def markdown(results: dict[str, Any]) -> str:
     m = results["meta"]
     h, f, s, o, r = (results["token_latency_at_half"], results["flow"], results["scale"], results["outbox"],
                      results["rss"])
+    fl, ref = results["strawberry_floor"], results["pure_python_stack"]
     rows = [
         ("bare Starlette JSON endpoint", f"{fmt(results['bare_rps'], 0)} req/s", ""),
         ("token endpoint", f"{fmt(results['token_rps'], 0)} req/s", f"**{fmt(results['token_ratio'])} × bare**"),
         ("`key(id)` GraphQL query", f"{fmt(results['key_query_rps'], 0)} req/s",
          f"**{fmt(results['key_query_ratio'])} × bare**"),
+        ("Strawberry floor: `{ hello }`, nothing else", f"{fmt(fl['rps'], 0)} req/s",
+         f"{fmt(fl['ratio'])} × bare; `key(id)` runs at {fmt(fl['key_query_share'])} × this"),
+        (f"pure-Python stack ({ref['stack']}): bare", f"{fmt(ref['bare_rps'], 0)} req/s", ""),
+        ("pure-Python stack: token endpoint", f"{fmt(ref['token_rps'], 0)} req/s",
+         f"**{fmt(ref['token_ratio'])} × its bare**"),
+        ("pure-Python stack: `key(id)`", f"{fmt(ref['key_query_rps'], 0)} req/s",
+         f"**{fmt(ref['key_query_ratio'])} × its bare**"),
         ("token latency at 50% of max",
          f"p50 {fmt(h['p50_ms'])} ms, p99 {fmt(h['p99_ms'])} ms",
          f"at {fmt(h['achieved_rps'], 0)} req/s (target {fmt(h['target_rps'], 0)})"),
@@ -732,14 +786,14 @@ def chart(results: dict[str, Any], path: Path) -> bool:
         log("matplotlib not installed (pip install -e '.[bench]'); no chart")
         return False
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    names = ["bare Starlette", "token endpoint", "key(id) query"]
-    values = [results["bare_rps"], results["token_rps"], results["key_query_rps"]]
-    colours = ["#999999", "#2b6cb0", "#2f855a"]
+    names = ["bare Starlette", "token endpoint", "key(id) query", "Strawberry floor"]
+    values = [results["bare_rps"], results["token_rps"], results["key_query_rps"], results["strawberry_floor"]["rps"]]
+    colours = ["#999999", "#2b6cb0", "#2f855a", "#cccccc"]
     if results.get("postgres"):
         names += ["token (PostgreSQL)", "key(id) (PostgreSQL)"]
         values += [results["postgres"]["token_rps"], results["postgres"]["key_query_rps"]]
         colours += ["#63b3ed", "#68d391"]
-    ratios = [1.0, results["token_ratio"], results["key_query_ratio"]]
+    ratios = [1.0, results["token_ratio"], results["key_query_ratio"], results["strawberry_floor"]["ratio"]]
     if results.get("postgres"):
         ratios += [results["postgres"]["token_ratio"], results["postgres"]["key_query_ratio"]]
     bars = left.bar(names, values, color=colours)
@@ -804,19 +858,27 @@ def main() -> int:
         bare_port = free_port()
         bare = Proc(pinned(SERVER_CORE, [sys.executable, str(BENCH / "bare_app.py"), "--port", str(bare_port)]), {},
                     logs / "bare.log", port=bare_port).start()
+        floor_port = free_port()
+        floor = Proc(pinned(SERVER_CORE, [sys.executable, str(BENCH / "bare_app.py"), "--port", str(floor_port),
+                                          "--strawberry"]), {}, logs / "strawberry.log", port=floor_port).start()
         try:
             main_db = tmp / "keyrelease.sqlite3"
             env = db_env(tmp, f"sqlite://{main_db}")
-            core, ctx = core_stages("sqlite", env, f"sqlite://{main_db}", bare, wrk, logs, measure_rss=True)
+            core, ctx = core_stages("sqlite", env, f"sqlite://{main_db}", bare, wrk, logs, measure_rss=True,
+                                    floor=floor)
+            floor.stop()
             results.update({k: core[k] for k in ("bare_rps", "token_rps", "token_ratio", "key_query_rps",
-                                                 "key_query_ratio", "token_latency_at_half", "flow", "rss")})
+                                                 "key_query_ratio", "strawberry_floor", "token_latency_at_half",
+                                                 "flow", "rss")})
             results["rounds"] = core["rounds"]
+            results["pure_python_stack"] = reference_stage(env, ctx, wrk, logs)
             results["scale"] = scale_stage(tmp, main_db, ctx["key_id"], ctx["bulk_ids"], wrk, logs)
             results["outbox"] = outbox_stage(tmp, main_db, ctx["admin_token"], logs)
             pg_url = os.environ.get("KEYRELEASE_TEST_POSTGRES_URL", "").strip()
             results["postgres"] = postgres_stages(pg_url, tmp, bare, wrk, logs) if pg_url else None
         finally:
             bare.stop()
+            floor.stop()
     meta["loadavg_after"] = loadavg()
     results["targets"] = evaluate(results)
     missing = [k for k in RESULT_KEYS if k not in results]

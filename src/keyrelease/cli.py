@@ -43,7 +43,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
             flush=True,
         )
     # log_config=None: uvicorn's loggers go through ours (text or JSON, with the request id).
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, proxy_headers=False, log_config=None)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        proxy_headers=False,
+        log_config=None,
+        http=args.http,
+        loop=args.loop,
+    )
     return 0
 
 
@@ -246,6 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--migrate", action="store_true", help="Apply migrations first (always on SQLite).")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument(
+        "--http", default="auto", choices=["auto", "httptools", "h11"],
+        help="HTTP parser (auto: httptools, installed with keyrelease; h11: uvicorn's pure-Python one).",
+    )
+    serve.add_argument(
+        "--loop", default="auto", choices=["auto", "uvloop", "asyncio"],
+        help="Event loop (auto: uvloop where installed; asyncio: the standard library's).",
+    )
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser("migrate", help="Apply database migrations.").set_defaults(func=cmd_migrate)

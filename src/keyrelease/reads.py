@@ -22,8 +22,10 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any, TypeVar
 
 from tortoise import connections, fields
@@ -92,6 +94,29 @@ async def one(sql: str, params: Sequence[Any]) -> Mapping[str, Any] | None:
         sql = _postgres(sql)
     rows = await connection.execute_query_dict(sql, list(params))
     return rows[0] if rows else None
+
+
+async def get(model: type[M], **conditions: Any) -> M | None:
+    """The row of ``model`` whose fields equal ``conditions`` (a unique key among them), as
+    ``model.get_or_none(**conditions)`` would return it, or None. Field names, not columns:
+    ``get(ApiKey, id=key_id, institution_id=3)``."""
+    row = await one(_select_sql(model, tuple(conditions)), [_param(value) for value in conditions.values()])
+    return hydrate(model, row, "r_") if row is not None else None
+
+
+@functools.cache
+def _select_sql(model: type[Model], names: tuple[str, ...]) -> str:
+    meta = model._meta
+    where = " AND ".join(f"r.{meta.fields_db_projection[name]} = ?" for name in names)
+    return f"SELECT {columns(model, 'r', 'r_')} FROM {meta.db_table} r WHERE {where}"
+
+
+def _param(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    return value
 
 
 def columns(model: type[Model], alias: str, prefix: str = "") -> str:

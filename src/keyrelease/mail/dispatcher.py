@@ -113,8 +113,8 @@ class Dispatcher:
             except Exception:
                 log.exception("outbox pass failed; retrying")
                 handled = 0
-            if handled:
-                continue
+            if handled >= self._batch:
+                continue  # a full batch: more may be due. Mail queued meanwhile has set the wake event.
             try:
                 await asyncio.wait_for(self._wake.wait(), self._poll)
             except TimeoutError:

@@ -19,7 +19,7 @@ from datetime import datetime
 from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
-from keyrelease import codes, credentials, metrics
+from keyrelease import codes, credentials, metrics, reads
 from keyrelease.clock import Clock
 from keyrelease.mail import outbox
 from keyrelease.models import Admin, ApiKey, EventType, Institution, KeyEvent, KeyKind, LockReason
@@ -174,7 +174,7 @@ class KeyService:
             return InvalidInput("code", "The code is six digits, 0-9.")
         now = self.clock.now()
         parsed = parse_key_id(key_id)
-        key = await ApiKey.get_or_none(id=parsed, created_by_id=admin.id) if parsed else None
+        key = await reads.get(ApiKey, id=parsed, created_by_id=admin.id) if parsed else None
         if key is None:
             codes.code_matches(self._secret, _ABSENT_KEY, 0, code)
             metrics.verification("failed")
@@ -341,7 +341,7 @@ class KeyService:
         started = time.perf_counter()
         now = self.clock.now()
         parsed = parse_key_id(key_id)
-        key = await ApiKey.get_or_none(id=parsed, kind=KeyKind.PARTNER) if parsed else None
+        key = await reads.get(ApiKey, id=parsed, kind=KeyKind.PARTNER) if parsed else None
         matched = codes.otp_matches(self._secret, key.id if key else _ABSENT_KEY, one_time_password)
         if key is None:
             metrics.reveal("partner", "refused")

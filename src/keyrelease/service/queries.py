@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -63,18 +62,7 @@ async def get_key(admin: Admin, key_id: str) -> ApiKey | None:
     parsed = parse_key_id(key_id)
     if parsed is None:
         return None
-    row = await reads.one(_key_sql(), [str(parsed), admin.institution_id])
-    return reads.hydrate(ApiKey, row, "k_") if row is not None else None
-
-
-@functools.cache
-def _key_sql() -> str:
-    meta = ApiKey._meta
-    column = meta.fields_db_projection
-    return (
-        f"SELECT {reads.columns(ApiKey, 'k', 'k_')} FROM {meta.db_table} k "
-        f"WHERE k.{meta.db_pk_column} = ? AND k.{column['institution_id']} = ?"
-    )
+    return await reads.get(ApiKey, id=parsed, institution_id=admin.institution_id)
 
 
 async def list_keys(
