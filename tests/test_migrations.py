@@ -63,3 +63,18 @@ def test_serve_on_postgres_migrates_only_when_told(tmp_path, empty_postgres_data
     finally:
         migrating.stop()
     assert run_cli(env, "migrate").returncode == 0  # idempotent
+
+
+async def test_rate_limit_counters_skip_the_wal_on_postgres(empty_postgres_database):
+    """Counters are an UNLOGGED table (no WAL flush per counted request); the keys are not."""
+    import asyncpg
+
+    await db.apply_migrations(empty_postgres_database)
+    conn = await asyncpg.connect(empty_postgres_database.replace("postgres://", "postgresql://", 1))
+    try:
+        rows = await conn.fetch(
+            "SELECT relname, relpersistence::text AS relpersistence FROM pg_class WHERE relname IN ('rate_limit_counter', 'api_key')"
+        )
+    finally:
+        await conn.close()
+    assert {r["relname"]: r["relpersistence"] for r in rows} == {"rate_limit_counter": "u", "api_key": "p"}

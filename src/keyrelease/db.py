@@ -51,10 +51,18 @@ def _connection(database_url: str, pool: PoolSettings) -> str | dict[str, Any]:
             "maxsize": pool.size,
             "timeout": pool.connect_timeout,
             "command_timeout": pool.command_timeout,
+            "reset": _release_without_reset,
             **({"ssl": params["sslmode"]} if "sslmode" in params else {}),
             **({"application_name": params["application_name"]} if "application_name" in params else {}),
         },
     }
+
+
+async def _release_without_reset(connection: asyncpg.Connection) -> None:
+    """What the pool runs when a connection comes back, after asyncpg has rolled back any open
+    transaction: nothing. asyncpg's default also sends ``RESET ALL; CLOSE ALL; UNLISTEN *;
+    SELECT pg_advisory_unlock_all()``, one more round trip per query outside a transaction,
+    for session state keyrelease never sets (no SET, cursors, LISTEN or advisory locks)."""
 
 
 def tortoise_config(database_url: str, pool: PoolSettings | None = None) -> dict[str, Any]:
