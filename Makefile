@@ -47,7 +47,7 @@ migrations: install
 	$(BIN)/tortoise -c keyrelease.db.TORTOISE_ORM makemigrations
 
 ## Benchmark harness (bench/run.py): real service vs bare Starlette, results in bench/results/latest.
-## BENCH_SMOKE=1 for a quick run, BENCH_LARGE=1 for the 1,000,000-key comparison.
+## BENCH_SMOKE=1 for a quick run; BENCH_LARGE_KEYS=N for another size than 1,000,000 keys.
 bench: install
 	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test,bench]'
 	@command -v wrk >/dev/null 2>&1 || { \
