@@ -16,6 +16,7 @@ warning names what was not audited.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -23,7 +24,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -51,12 +51,18 @@ def pip_audit(lock: Path) -> dict[str, list[str]] | None:
     """
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "audit.json"
-        subprocess.run(
-            [sys.executable, "-m", "pip_audit", "-r", str(lock), "--no-deps", "--disable-pip",
-             "--progress-spinner", "off", "-f", "json", "-o", str(report)],
-            capture_output=True, text=True, timeout=120,
-        )
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "pip_audit", "-r", str(lock), "--no-deps", "--disable-pip",
+                 "--progress-spinner", "off", "-f", "json", "-o", str(report)],
+                capture_output=True, text=True, timeout=120,
+            )
+        except subprocess.TimeoutExpired:
+            print("audit: pip-audit did not finish within 120 s")
+            return None
         if not report.exists():
+            last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+            print(f"audit: pip-audit produced no report: {last[:300]}")
             return None
         data = json.loads(report.read_text())
     found = {}
@@ -73,7 +79,7 @@ def project_advisories(name: str) -> tuple[str, list[str]] | None:
     try:
         with urllib.request.urlopen(PYPI.format(name=name), timeout=20, context=context) as resp:
             data = json.load(resp)
-    except (urllib.error.URLError, TimeoutError, ValueError):
+    except (OSError, http.client.HTTPException, ValueError):  # URLError and timeouts are OSErrors
         return None
     ids = [v["id"] for v in data.get("vulnerabilities", []) if not v.get("withdrawn")]
     return data["info"]["version"], ids
@@ -90,7 +96,7 @@ def main() -> int:
     for name, version in sorted(pins.items()):
         if name in audited:
             continue
-        answer = project_advisories(name)
+        answer = None if unreachable else project_advisories(name)  # one failure: offline, stop asking
         if answer is None:
             unreachable.append(name)
             continue

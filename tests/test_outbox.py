@@ -187,6 +187,23 @@ async def test_queueing_mail_wakes_the_dispatcher_rather_than_waiting_for_its_po
     assert "“Woken”" in mail.subject
 
 
+@pytest.mark.parametrize("env_overrides", [{"KEYRELEASE_DISPATCHER": "false"}])  # ours is the only one
+async def test_a_full_batch_is_followed_at_once_by_the_next_not_by_the_poll(api, clock, dispatcher_for, env_overrides):
+    transport = MemoryTransport()
+    dispatcher = ObservedDispatcher(transport, dispatcher_for(transport).renderer, clock, poll_seconds=3600, batch=2)
+    ada = await api.admin()
+    for n in range(5):
+        await api.create_key(ada, name=f"Batch {n}")
+    running = asyncio.create_task(dispatcher.run_forever())
+    try:
+        mails = await transport.wait_for(count=5, timeout=5.0)  # 2 + 2 + 1, an hour before the next poll
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    assert sorted(m.subject for m in mails) == sorted({m.subject for m in mails})  # five distinct mails
+    assert await OutboxMessage.filter(status=DeliveryStatus.SENT).count() == 5
+
+
 # --- retries ---------------------------------------------------------------------------------
 
 

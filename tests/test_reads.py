@@ -3,10 +3,14 @@ every change at once, and fall back to the ORM's connection when their own canno
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import uuid
 
+import pytest
 from conftest import released_key, request_token
+
+from tortoise import connections
 
 from keyrelease import reads
 from keyrelease.models import Admin, AdminToken, ApiKey
@@ -84,3 +88,19 @@ async def test_reads_fall_back_to_the_orm_when_their_connection_cannot_answer(ap
 
 def test_placeholders_are_numbered_for_postgres():
     assert reads._postgres("SELECT ? AS a, ? AS b WHERE c = ?") == "SELECT $1 AS a, $2 AS b WHERE c = $3"
+
+
+async def test_the_reader_opens_the_orms_own_file_read_only(api, database_url):
+    reader = reads._sqlite.connection
+    if not database_url.startswith("sqlite://"):
+        assert reader is None  # PostgreSQL: the ORM's pool answers
+        return
+    assert reader is not None
+    assert reader.execute("PRAGMA database_list").fetchone()[2] == os.path.abspath(connections.get("default").filename)
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader.execute("DELETE FROM api_key")
+
+
+async def test_a_point_read_never_matches_null():
+    with pytest.raises(ValueError):
+        await reads.get(ApiKey, id=None)

@@ -97,7 +97,7 @@ def create_app(
         config = db.tortoise_config(settings.database_url, settings.database_pool)
         async with RegisterTortoise(app, config=config, _enable_global_fallback=True):
             await _open_connection()
-            reads.open_reader(settings.database_url)
+            reads.open_reader()
             tasks = [
                 asyncio.create_task(last_use.run_forever(), name="keyrelease-last-use"),
                 asyncio.create_task(_prune_rate_limits(limiter), name="keyrelease-rate-limit-prune"),

@@ -20,6 +20,8 @@ Statements use ``?`` placeholders; they are rewritten to ``$n`` for PostgreSQL.
 from __future__ import annotations
 
 import functools
+import logging
+import os
 import re
 import sqlite3
 import uuid
@@ -27,28 +29,39 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from tortoise import connections, fields
 from tortoise.models import Model
 
+log = logging.getLogger("keyrelease.reads")
 M = TypeVar("M", bound=Model)
 _PLACEHOLDER = re.compile(r"\?")
 
 
 class _SQLiteReader:
-    """The query-only SQLite connection; None when the database is not a file."""
+    """The query-only SQLite connection; None when the database is not a file, or when it
+    could not be opened (every read then goes through the ORM)."""
 
     connection: sqlite3.Connection | None = None
+    _warned = False
 
-    def open(self, database_url: str) -> None:
+    def open(self) -> None:
+        """Open the very file the ORM's connection opened, read-only (``mode=ro`` can never
+        create a file), if that connection is SQLite on a file."""
         self.close()
-        path = database_url.removeprefix("sqlite://")
-        if not database_url.startswith("sqlite://") or path in ("", ":memory:"):
+        path = getattr(connections.get("default"), "filename", None)
+        if not isinstance(path, str) or path in ("", ":memory:") or path.startswith("file:"):
             return
-        connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        connection.row_factory = sqlite3.Row
-        connection.execute("PRAGMA query_only = ON")
-        connection.execute("PRAGMA busy_timeout = 0")  # never block the event loop; fall back instead
+        try:
+            connection = sqlite3.connect(
+                f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+            )
+            connection.row_factory = sqlite3.Row
+            connection.execute("PRAGMA busy_timeout = 0")  # never block the event loop; fall back instead
+        except sqlite3.Error as err:
+            log.warning("point reads go through the ORM: the database file cannot be opened read-only (%s)", err)
+            return
         self.connection = connection
 
     def close(self) -> None:
@@ -61,17 +74,24 @@ class _SQLiteReader:
         if self.connection is None:
             return False
         try:
-            return self.connection.execute(sql, params).fetchone()
-        except sqlite3.Error:
+            cursor = self.connection.execute(sql, params)
+            try:
+                return cursor.fetchone()
+            finally:
+                cursor.close()  # ends the read now, so the next read sees every later commit
+        except sqlite3.Error as err:
+            if not self._warned:
+                self._warned = True
+                log.warning("a point read fell back to the ORM's connection (%s); later ones do so silently", err)
             return False
 
 
 _sqlite = _SQLiteReader()
 
 
-def open_reader(database_url: str) -> None:
-    """Called at start-up, after the ORM is initialised (the app's lifespan)."""
-    _sqlite.open(database_url)
+def open_reader() -> None:
+    """Called at start-up, after the ORM's connection is open (the app's lifespan)."""
+    _sqlite.open()
 
 
 def close_reader() -> None:
@@ -85,7 +105,7 @@ def _postgres(sql: str) -> str:
 
 
 async def one(sql: str, params: Sequence[Any]) -> Mapping[str, Any] | None:
-    """The one row ``sql`` selects (or the first), or None."""
+    """The row ``sql`` selects by a unique key, or None."""
     row = _sqlite.one(sql, params)
     if row is not False:
         return row  # type: ignore[return-value]
@@ -112,6 +132,8 @@ def _select_sql(model: type[Model], names: tuple[str, ...]) -> str:
 
 
 def _param(value: Any) -> Any:
+    if value is None:
+        raise ValueError("a point read matches values, not NULL")
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, Enum):

@@ -72,6 +72,8 @@ class Dispatcher:
         self._max_retry = max_retry_seconds
         self._batch = batch
         self._wake = asyncio.Event()
+        #: Whether the last claim found a full batch of due rows (whoever won them).
+        self._more_due = False
 
     @classmethod
     def from_settings(cls, settings: Settings, transport: Transport, clock: Clock) -> Dispatcher:
@@ -107,14 +109,15 @@ class Dispatcher:
     async def run_forever(self) -> None:
         while True:
             try:
-                handled = await self.run_once()
+                await self.run_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("outbox pass failed; retrying")
-                handled = 0
-            if handled >= self._batch:
-                continue  # a full batch: more may be due. Mail queued meanwhile has set the wake event.
+                self._more_due = False
+            if self._more_due:
+                continue  # the last look found a full batch: more may be due
+            # Otherwise wait for the next poll, or for mail queued meanwhile (it set the event).
             try:
                 await asyncio.wait_for(self._wake.wait(), self._poll)
             except TimeoutError:
@@ -166,6 +169,7 @@ class Dispatcher:
                 .order_by("next_attempt_at")
                 .limit(self._batch)
             )
+            self._more_due = len(candidates) >= self._batch
             for message in candidates:
                 won = await OutboxMessage.filter(
                     due, id=message.id, status=message.status, attempts=message.attempts

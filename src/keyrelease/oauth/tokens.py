@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from keyrelease.clock import Clock
 from keyrelease.oauth.signing_keys import KeyRing, PrivateKey
@@ -87,7 +87,9 @@ def _signer(private_key: PrivateKey) -> Callable[[bytes], bytes]:
     """EdDSA (Ed25519) or RS256 (RSASSA-PKCS1-v1_5 with SHA-256), as the JWKS announces."""
     if isinstance(private_key, ed25519.Ed25519PrivateKey):
         return private_key.sign
-    return lambda data: private_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    if isinstance(private_key, rsa.RSAPrivateKey):
+        return lambda data: private_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    raise TypeError(f"cannot sign with a {type(private_key).__name__}")
 
 
 def _seconds(moment: datetime) -> int:
