@@ -6,7 +6,7 @@ what the database spends answering it, and on SQLite aiosqlite hands every state
 thread and back. So these reads are plain SQL built once from the models' metadata (table and
 column names; see :func:`columns`), and:
 
-* on SQLite, they run on a second, query-only connection, directly on the event loop: a lookup
+* on SQLite, they run on a second, read-only connection to the same file, directly on the event loop: a lookup
   by a unique index takes microseconds, less than the hand-off to aiosqlite's thread, and in
   WAL mode (Tortoise's default) a reader never waits for the writer. Should SQLite still answer
   "busy", or fail in any way, the read goes through the ORM's own connection instead, which
@@ -40,7 +40,7 @@ _PLACEHOLDER = re.compile(r"\?")
 
 
 class _SQLiteReader:
-    """The query-only SQLite connection; None when the database is not a file, or when it
+    """The read-only SQLite connection; None when the database is not a file, or when it
     could not be opened (every read then goes through the ORM)."""
 
     connection: sqlite3.Connection | None = None
