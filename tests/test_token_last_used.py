@@ -21,7 +21,8 @@ LAST_USED = "query($id: ID!) { key(id: $id) { lastUsedAt } }"
 @contextlib.contextmanager
 def sql_log() -> Iterator[list[str]]:
     """Every statement sent to the database meanwhile, on SQLite or PostgreSQL: through the
-    ORM (the client class's methods are wrapped; its transaction wrapper inherits them) and
+    ORM (the client's methods are wrapped where they are defined; its transaction wrapper
+    inherits them) and
     through the point reads of :mod:`keyrelease.reads`, which on SQLite have their own
     connection (traced), recorded once each."""
     statements: list[str] = []
@@ -29,7 +30,9 @@ def sql_log() -> Iterator[list[str]]:
     reader = reads._sqlite.connection
     with pytest.MonkeyPatch.context() as patch:
         for name in ("execute_query", "execute_query_dict", "execute_insert", "execute_many"):
-            patch.setattr(client_class, name, _recording(getattr(client_class, name), statements))
+            # on the class that defines it, which the transaction wrapper inherits from too
+            owner = next(c for c in client_class.__mro__ if name in c.__dict__)
+            patch.setattr(owner, name, _recording(owner.__dict__[name], statements))
         if reader is not None:
             reader.set_trace_callback(lambda sql: None if sql.startswith("PRAGMA") else statements.append(sql))
         try:

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import asyncpg
 from tortoise import Tortoise, connections
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.exceptions import DBConnectionError
 from tortoise.migrations.api import migrate as tortoise_migrate
 
@@ -33,10 +34,11 @@ class PoolSettings:
 
 def _connection(database_url: str, pool: PoolSettings) -> str | dict[str, Any]:
     if database_url.startswith("sqlite://"):
-        path = database_url.removeprefix("sqlite://")
+        config = expand_db_url(database_url)
+        path = config["credentials"]["file_path"]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return database_url
+        return {**config, "engine": "keyrelease.db_sqlite"}  # BEGIN IMMEDIATE; see db_sqlite.py
     parts = urlsplit(database_url)
     params = dict(parse_qsl(parts.query))
     return {
