@@ -659,27 +659,13 @@ def outbox_stage(tmp: Path, base_db: Path, admin_token: str, logs: Path) -> dict
 
 
 def postgres_stages(server_url: str, tmp: Path, bare: Proc, wrk: Wrk, logs: Path) -> dict[str, Any]:
-    import asyncpg
+    from keyrelease.db import scratch_postgres
 
-    name = f"keyrelease_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin_url = re.sub(r"^(postgres|postgresql|asyncpg)://", "postgresql://", server_url)
-    database_url = admin_url.rpartition("/")[0].replace("postgresql://", "postgres://", 1) + "/" + name
-
-    async def admin_sql(sql: str) -> None:
-        conn = await asyncpg.connect(admin_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
-    try:
+    with scratch_postgres(server_url, f"keyrelease_bench_{os.getpid()}") as database_url:
         env = db_env(tmp / "pg", database_url)
         run_cli(env, "migrate")
         results, _ = core_stages("postgres", env, database_url, bare, wrk, logs, measure_rss=False)
         return results
-    finally:
-        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 # -- report ------------------------------------------------------------------------------

@@ -40,21 +40,8 @@ BACKENDS = ["sqlite", "postgres"] if POSTGRES_SERVER else ["sqlite"]
 @contextlib.contextmanager
 def scratch_postgres(prefix: str) -> Iterator[str]:
     """A new, empty PostgreSQL database on the test server; dropped on the way out."""
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    server = asyncpg_url(POSTGRES_SERVER)
-
-    async def admin_sql(sql: str) -> None:
-        conn = await asyncpg.connect(server)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.rpartition("/")[0].replace("postgresql://", "postgres://", 1) + "/" + name
-    finally:
-        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with db.scratch_postgres(POSTGRES_SERVER, f"{prefix}_{os.getpid()}") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

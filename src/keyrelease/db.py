@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import pkgutil
-from collections.abc import AsyncIterator
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,6 +144,33 @@ async def connected(database_url: str, pool: PoolSettings | None = None) -> Asyn
         yield
     finally:
         await Tortoise.close_connections()
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """``postgres://…`` (our spelling) as asyncpg wants it: ``postgresql://…``."""
+    return re.sub(r"^(postgres|postgresql|asyncpg)://", "postgresql://", database_url)
+
+
+@contextlib.contextmanager
+def scratch_postgres(server_url: str, prefix: str) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server ``server_url`` points at (its URL, in
+    our spelling), dropped on the way out, connections and all. For the test suite and the
+    benchmark harness, which must never touch a database they did not create."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    server = asyncpg_dsn(server_url)
+
+    async def admin_sql(sql: str) -> None:
+        conn = await asyncpg.connect(server)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.rpartition("/")[0].replace("postgresql://", "postgres://", 1) + "/" + name
+    finally:
+        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 #: For Tortoise's own CLI: ``tortoise -c keyrelease.db.TORTOISE_ORM makemigrations``.

@@ -36,9 +36,11 @@ class _Malformed:
 
 #: Returned for an Authorization header that claims to be Basic but cannot be read.
 MALFORMED: Final = _Malformed()
+#: What :func:`parse_basic` returns.
+ParsedBasic = BasicCredentials | _Malformed | None
 
 
-def parse_basic(headers: list[str]) -> BasicCredentials | _Malformed | None:
+def parse_basic(headers: list[str]) -> ParsedBasic:
     """Read the values of the request's Authorization headers.
 
     None: no client authentication (no header, or another scheme). :data:`MALFORMED`: more

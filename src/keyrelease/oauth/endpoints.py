@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 from tortoise.exceptions import DBConnectionError, OperationalError
 
 from keyrelease import metrics
-from keyrelease.oauth.basic import BasicCredentials, parse_basic
+from keyrelease.oauth.basic import BasicCredentials, ParsedBasic, parse_basic
 from keyrelease.oauth.tokens import TokenIssuer
 from keyrelease.service.clients import ClientAuthenticator
 from keyrelease.service.ratelimit import IPNetwork, Limited, RateLimiter, client_address
@@ -133,10 +133,11 @@ class OAuthEndpoints:
 
     async def _answer(self, request: TokenRequest, receive: Receive) -> Answer:
         try:
-            limited = await self._rate_limit(request)
+            credentials = parse_basic(request.authorization)  # read once, for the limit and the check
+            limited = await self._rate_limit(request, credentials)
             if limited is not None:
                 return slow_down(limited)
-            return await self._token(request, receive)
+            return await self._token(request, credentials, receive)
         except _Disconnected:
             return invalid_request("The request body was not received.")
         except (DBConnectionError, OperationalError, OSError, TimeoutError) as err:
@@ -146,16 +147,15 @@ class OAuthEndpoints:
             log.exception("token endpoint failed")
             return oauth_error(500, "server_error", "The server could not issue a token.")
 
-    async def _rate_limit(self, request: TokenRequest) -> Limited | None:
+    async def _rate_limit(self, request: TokenRequest, credentials: ParsedBasic) -> Limited | None:
         """One upsert: per client address, and per address and client ID."""
         if self.limiter is None:
             return None
         ip = client_address(request.peer, request.forwarded_for, self.trusted_proxies)
-        credentials = parse_basic(request.authorization)
         client_id = credentials.client_id if isinstance(credentials, BasicCredentials) else None
         return await self.limiter.token_request(ip, client_id)
 
-    async def _token(self, request: TokenRequest, receive: Receive) -> Answer:
+    async def _token(self, request: TokenRequest, credentials: ParsedBasic, receive: Receive) -> Answer:
         content_type = request.content_type.split(";", 1)[0].strip().lower()
         if content_type != FORM_CONTENT_TYPE:
             return invalid_request(f"Content-Type must be {FORM_CONTENT_TYPE}.")
@@ -170,7 +170,6 @@ class OAuthEndpoints:
             return invalid_request("grant_type is required.")
         if grant_type != GRANT_TYPE:
             return oauth_error(400, "unsupported_grant_type", f"Only grant_type={GRANT_TYPE} is supported.")
-        credentials = parse_basic(request.authorization)
         if credentials is None:
             return invalid_client()
         if not isinstance(credentials, BasicCredentials):
