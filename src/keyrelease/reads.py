@@ -6,9 +6,9 @@ what the database spends answering it, and on SQLite aiosqlite hands every state
 thread and back. So these reads are plain SQL built once from the models' metadata (table and
 column names; see :func:`columns`), and:
 
-* on SQLite, they run on a second, read-only connection to the same file, directly on the event loop: a lookup
-  by a unique index takes microseconds, less than the hand-off to aiosqlite's thread, and in
-  WAL mode (Tortoise's default) a reader never waits for the writer. Should SQLite still answer
+* on SQLite, they run on a second, read-only connection to the same file, directly on the
+  event loop: a lookup by a unique index takes microseconds, less than the hand-off to
+  aiosqlite's thread, and in WAL mode (Tortoise's default) a reader never waits for the writer. Should SQLite still answer
   "busy", or fail in any way, the read goes through the ORM's own connection instead, which
   waits or raises exactly as any other query does;
 * on PostgreSQL, they run on the ORM's asyncpg pool.
