@@ -368,6 +368,11 @@ def token_request_args(auths: list[str]) -> dict[str, Any]:
             "content_type": "application/x-www-form-urlencoded", "auths": auths}
 
 
+def key_query_request(key_id: str, admin_token: str) -> dict[str, Any]:
+    return {"method": "POST", "body": json.dumps({"query": KEY_QUERY, "variables": {"id": key_id}}),
+            "content_type": "application/json", "auths": [f"Bearer {admin_token}"]}
+
+
 def check_token(url: str, auth: str) -> None:
     response = httpx.post(url + "/ids/auth/login", content="grant_type=client_credentials",
                           headers={"Authorization": auth, "Content-Type": "application/x-www-form-urlencoded"})
@@ -435,9 +440,7 @@ def core_stages(label: str, env: dict[str, str], database_url: str, bare: Proc, 
         check_token(server.url, auths[0])
         check_token(server.url, basic(client_id, secret))
         token_url = server.url + "/ids/auth/login"
-        gql_body = json.dumps({"query": KEY_QUERY, "variables": {"id": key_id}})
-        gql = {"method": "POST", "body": gql_body, "content_type": "application/json",
-               "auths": [f"Bearer {admin_token}"]}
+        gql = key_query_request(key_id, admin_token)
 
         log(f"[{label}] warm-up")
         wrk.run(bare.url + "/", duration=1)
@@ -533,8 +536,7 @@ def reference_stage(env: dict[str, str], ctx: dict[str, Any], wrk: Wrk, logs: Pa
     try:
         auths = [basic(cid, BULK_SECRET) for cid in ctx["bulk_ids"]]
         token_url = server.url + "/ids/auth/login"
-        gql = {"method": "POST", "body": json.dumps({"query": KEY_QUERY, "variables": {"id": ctx["key_id"]}}),
-               "content_type": "application/json", "auths": [f"Bearer {ctx['admin_token']}"]}
+        gql = key_query_request(ctx["key_id"], ctx["admin_token"])
         wrk.run(bare.url + "/", duration=1)
         wrk.run(token_url, duration=1, **token_request_args(auths))
         wrk.run(server.url + "/graphql", duration=1, **gql)
