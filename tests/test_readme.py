@@ -80,6 +80,8 @@ def test_every_readme_command_runs_in_order_against_a_live_server(tmp_path: Path
         "KEYRELEASE_MAIL_TRANSPORT": "console",
         "PATH": f"{BIN}:/usr/local/bin:/usr/bin:/bin",
     }
+    blocks = walk_through_blocks()
+    assert sum(block.count("KR=http://127.0.0.1:8000") for block in blocks) == 1
     server = Server(env, log_path=tmp_path / "server.log")
     assert server.port != 8000
     server.start()
@@ -87,8 +89,8 @@ def test_every_readme_command_runs_in_order_against_a_live_server(tmp_path: Path
     try:
         outputs = []
         mail_mark = 0
-        for block in walk_through_blocks():
-            block = block.replace("http://127.0.0.1:8000", server.url)
+        for block in blocks:
+            block = block.replace("KR=http://127.0.0.1:8000", f"KR={server.url}")  # the one line to edit
             if "CODE=123456" in block:
                 block = block.replace("123456", newest(CODE_LINE, server, mail_mark))
             if "OTP=ABCD-EFGH-IJKL-MNOP" in block:
