@@ -83,6 +83,26 @@ async def test_the_code_email_has_a_text_and_an_html_part_saying_the_code_and_it
     assert "<b>Payroll" not in mail.html
 
 
+async def test_the_code_email_for_a_partner_key_names_the_partner_and_where_the_password_will_go(api):
+    ada = await api.admin()
+    await api.create_key(ada, name="Feed", **PARTNER)
+    [mail] = await api.mails_to(ada.email)
+    sentence = (
+        f"When you verify, a one-time password goes to {PARTNER['partnerName']} at {PARTNER['partnerEmail']}, "
+        "who retrieves the key with it. If that is not the right recipient, do not enter the code."
+    )
+    assert sentence in " ".join(mail.text.split())
+    assert sentence in " ".join(HtmlOutline.of(mail.html).plain.split())
+
+
+async def test_the_code_email_for_an_institutional_key_says_it_is_revealed_to_the_admin(api):
+    ada = await api.admin()
+    await api.create_key(ada, name="Pipeline")
+    [mail] = await api.mails_to(ada.email)
+    assert "you can reveal the key's credentials once" in mail.text
+    assert "one-time password" not in mail.text
+
+
 async def test_the_partner_email_carries_the_key_id_the_password_and_the_link(api, settings):
     ada = await api.admin()
     key = await activate(api, ada, **PARTNER)

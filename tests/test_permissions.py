@@ -89,3 +89,30 @@ async def test_pending_cap_is_per_admin(api):
     for _ in range(5):
         await api.create_key(ada)
     assert (await api.create_key(bob))["__typename"] == "ApiKey"
+
+
+async def test_a_sent_token_that_is_wrong_expired_or_revoked_is_named_not_accepted_alike(api, client, clock):
+    """A client that sent a token learns that it was not accepted (not that none was sent);
+    which of wrong, expired or revoked is not said."""
+    from keyrelease.service.admins import issue_token_for, revoke_token
+
+    ada = await api.admin()
+    expiring = await issue_token_for(clock, ada.email, ttl_days=1)
+    revoked = await issue_token_for(clock, ada.email)
+    await revoke_token(clock, revoked)
+    assert "errors" not in await api.gql("{ me { email } }", token=expiring)
+    clock.advance(2 * 86400)
+
+    answers = []
+    for token in ("kra_" + "x" * 40, expiring, revoked):
+        body = await api.gql("{ me { email } }", token=token)
+        [error] = body["errors"]
+        answers.append((error["message"], error["extensions"]))
+    assert len(set(map(repr, answers))) == 1, answers
+    message, extensions = answers[0]
+    assert extensions == {"code": "UNAUTHENTICATED"}
+    assert message == "The admin token was not accepted: it is wrong, expired or revoked."
+
+    # No header at all keeps the instruction of how to send one.
+    [missing] = (await api.gql("{ me { email } }"))["errors"]
+    assert missing["message"] != message and "Authorization: Bearer" in missing["message"]

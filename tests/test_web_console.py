@@ -393,14 +393,14 @@ def test_validation_errors_from_the_api_appear_next_to_their_fields(page: Page, 
     page.get_by_label("Name", exact=True).fill("Acme feed")
     page.get_by_label("Partner email").fill("not an address")
     page.get_by_role("button", name="Create key").click()
-    expect(page.locator("#partner-email-error")).to_have_text("A partner key needs a valid partnerEmail.")
+    expect(page.locator("#partner-email-error")).to_have_text("A partner key needs a valid partner email address.")
     expect(page.get_by_label("Partner email")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#name-error")).to_have_text("")
 
     page.get_by_label("Partner email").fill("keys@acme.example")
     page.get_by_label("Expires").fill("2026-01-01T00:00")  # the server's clock says 2030
     page.get_by_role("button", name="Create key").click()
-    expect(page.locator("#expires-error")).to_have_text("expiresAt must be in the future.")
+    expect(page.locator("#expires-error")).to_have_text("The expiry date must be in the future.")
 
 
 # -- the keys list ---------------------------------------------------------------------
@@ -554,6 +554,46 @@ def test_the_whole_flow_works_by_keyboard_at_320_px(browser: Browser, server: Li
         assert_fits(page, 320)
     finally:
         context.close()
+
+
+def test_an_expired_code_clock_fits_its_card_at_320_px(browser: Browser, server: LiveApp, admin: Admin):
+    context = browser.new_context(base_url=server.url, viewport={"width": 320, "height": 640}, locale="en-GB")
+    try:
+        page = context.new_page()
+        page.clock.install()
+        sign_in(page, admin)
+        create_key(page, "Narrow")
+        ttl = server.app.state.settings.policy.code_ttl_seconds
+        server.clock.advance(ttl + 1)
+        page.clock.fast_forward((ttl + 1) * 1000)
+        expect(page.locator("#code-clock")).to_have_text("Expired")
+        assert_fits(page, 320)
+        for clock_id in ("code-clock", "lock-clock", "attempts-left"):
+            inside = page.evaluate(
+                """(id) => {
+                    const text = document.getElementById(id);
+                    const card = text.closest(".clock");
+                    const range = document.createRange();
+                    range.selectNodeContents(text);
+                    const a = range.getBoundingClientRect(), b = card.getBoundingClientRect();
+                    return a.left >= b.left && a.right <= b.right;
+                }""",
+                clock_id,
+            )
+            assert inside, f"#{clock_id} overflows its card at 320 px"
+    finally:
+        context.close()
+
+
+def test_the_verification_screen_of_a_partner_key_names_the_partner_and_the_address(page: Page, admin: Admin):
+    sign_in(page, admin)
+    create_key(page, "Acme feed", partner=("Acme Analytics", "keys@acme.example"))
+    expect(page.locator("#verify-recipient")).to_be_visible()
+    expect(page.locator("#verify-recipient")).to_contain_text(
+        "When you verify, a one-time password goes to Acme Analytics at keys@acme.example."
+    )
+    create_key(page, "Institutional one")
+    expect(page.locator("#verify-recipient")).to_be_hidden()
 
 
 # -- screenshots -----------------------------------------------------------------------

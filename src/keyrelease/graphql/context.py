@@ -32,6 +32,8 @@ class RateLimitedError(ClientError):
 
 
 UNAUTHENTICATED = "Authentication required: send the header Authorization: Bearer <admin token>."
+#: One answer for a token that is wrong, expired or revoked: which of them is not said.
+TOKEN_NOT_ACCEPTED = "The admin token was not accepted: it is wrong, expired or revoked."
 
 
 @dataclass
@@ -56,7 +58,8 @@ class Context:
         """The authenticated admin, or a clean UNAUTHENTICATED error."""
         admin = await self.admin_or_none()
         if admin is None:
-            raise ClientError(UNAUTHENTICATED, "UNAUTHENTICATED")
+            sent = self.request.headers.get("authorization", "").strip()
+            raise ClientError(TOKEN_NOT_ACCEPTED if sent else UNAUTHENTICATED, "UNAUTHENTICATED")
         return admin
 
     async def mutating_admin(self) -> Admin:

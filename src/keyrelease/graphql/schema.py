@@ -4,6 +4,7 @@ and the hardening extensions."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
@@ -36,6 +37,7 @@ from keyrelease.graphql.types import (
     KeyStatus,
     PageInfo,
     PendingKeyLimitError,
+    Policy,
     ValidationError,
     VerificationError,
 )
@@ -79,6 +81,18 @@ class Query:
     @strawberry.field(description="The admin making the request.")
     async def me(self, info: Info[Context, None]) -> AdminType:
         return AdminType.of(await info.context.admin())
+
+    @strawberry.field(
+        name="serverTime",
+        description="The server's clock, so a client can show deadlines and countdowns without trusting its own.",
+    )
+    def server_time(self, info: Info[Context, None]) -> datetime:
+        return info.context.clock.now()
+
+    @strawberry.field(description="The numbers of the verification flow this server enforces.")
+    async def policy(self, info: Info[Context, None]) -> Policy:
+        await info.context.admin()
+        return Policy.of(info.context.keys.policy)
 
     @strawberry.field(description="A key of your institution, or null.")
     async def key(self, info: Info[Context, None], id: strawberry.ID) -> ApiKey | None:

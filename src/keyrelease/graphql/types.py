@@ -9,6 +9,7 @@ from strawberry.types import Info
 
 from keyrelease import models
 from keyrelease.graphql.context import Context
+from keyrelease.policy import VerificationPolicy
 from keyrelease.service import queries
 from keyrelease.status import KeyStatus as DomainKeyStatus
 from keyrelease.status import key_status
@@ -16,6 +17,11 @@ from keyrelease.status import key_status
 KeyKind = strawberry.enum(models.KeyKind, name="KeyKind", description="Who will use the key.")
 KeyStatus = strawberry.enum(DomainKeyStatus, name="KeyStatus", description="Derived from the key's timestamps.")
 KeyEventType = strawberry.enum(models.EventType, name="KeyEventType")
+LockReason = strawberry.enum(
+    models.LockReason,
+    name="LockReason",
+    description="ATTEMPTS: a wrong code was entered too many times. WINDOW: not verified before the deadline.",
+)
 DeliveryStatus = strawberry.enum(
     models.DeliveryStatus,
     name="DeliveryStatus",
@@ -125,13 +131,24 @@ class ApiKey:
             return None
         return info.context.keys.code_expires_at(self.model)
 
-    @strawberry.field(name="resendsRemaining")
+    @strawberry.field(name="resendsRemaining", description="New codes that can still be sent: 0 unless PENDING_VERIFICATION.")
     def resends_remaining(self, info: Info[Context, None]) -> int:
-        return info.context.keys.resends_remaining(self.model)
+        return info.context.keys.resends_remaining(self.model, info.context.clock.now())
 
-    @strawberry.field(name="attemptsRemaining")
+    @strawberry.field(name="attemptsRemaining", description="Codes that can still be tried: 0 unless PENDING_VERIFICATION.")
     def attempts_remaining(self, info: Info[Context, None]) -> int:
-        return info.context.keys.attempts_remaining(self.model)
+        return info.context.keys.attempts_remaining(self.model, info.context.clock.now())
+
+    @strawberry.field(name="lockReason", description="Why the key is LOCKED; null unless it is.")
+    def lock_reason(self, info: Info[Context, None]) -> LockReason | None:
+        return info.context.keys.lock_reason(self.model, info.context.clock.now())
+
+    @strawberry.field(
+        name="partnerPasswordExpiresAt",
+        description="When the partner's one-time password stops working; null until one was sent.",
+    )
+    def partner_password_expires_at(self, info: Info[Context, None]) -> datetime | None:
+        return info.context.keys.partner_password_expires_at(self.model)
 
     @strawberry.field(description="Whether the credentials have been revealed (they can be only once).")
     def revealed(self) -> bool:
@@ -199,6 +216,29 @@ class AdminType:
             email=admin.email,
             name=admin.name,
             institution=Institution(id=strawberry.ID(str(inst.id)), name=inst.name),
+        )
+
+
+@strawberry.type(description="The numbers of the verification flow this server enforces.")
+class Policy:
+    code_ttl_seconds: int = strawberry.field(description="How long a code works after it is sent.")
+    verification_window_seconds: int = strawberry.field(description="From creation to the deadline for verifying.")
+    max_resends: int = strawberry.field(description="New codes a key can be sent after the first.")
+    max_attempts: int = strawberry.field(description="Wrong codes a key takes, all codes together, before it locks.")
+    partner_password_ttl_seconds: int = strawberry.field(description="How long a partner's one-time password works.")
+    max_pending_keys_per_admin: int = strawberry.field(description="Keys one admin may have awaiting verification.")
+    max_key_lifetime_days: int = strawberry.field(description="The furthest expiresAt a new key may have.")
+
+    @classmethod
+    def of(cls, policy: VerificationPolicy) -> Policy:
+        return cls(
+            code_ttl_seconds=policy.code_ttl_seconds,
+            verification_window_seconds=policy.verification_window_seconds,
+            max_resends=policy.max_resends,
+            max_attempts=policy.max_attempts,
+            partner_password_ttl_seconds=policy.partner_otp_ttl_seconds,
+            max_pending_keys_per_admin=policy.max_pending_keys_per_admin,
+            max_key_lifetime_days=policy.max_key_lifetime_days,
         )
 
 

@@ -25,6 +25,8 @@ async def queue_verification_code(key: ApiKey, *, code_expires_at: datetime, now
             "key_kind": key.kind.value,
             "generation": key.code_generation,
             "expires_at": code_expires_at.isoformat(),
+            "partner_name": key.partner_name or "",
+            "partner_email": key.partner_email or "",
         },
         created_at=now,
         next_attempt_at=now,

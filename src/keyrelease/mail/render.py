@@ -18,6 +18,17 @@ from keyrelease.mail.transport import EmailMessage
 from keyrelease.models import MessageKind, OutboxMessage
 
 
+def release_to(payload: dict) -> str:
+    """Where the key goes once verified, so the admin can catch a wrong recipient first."""
+    if payload.get("partner_email"):
+        partner = payload.get("partner_name") or "the partner"
+        return (
+            f"When you verify, a one-time password goes to {partner} at {payload['partner_email']}, "
+            "who retrieves the key with it. If that is not the right recipient, do not enter the code."
+        )
+    return "When you verify, you can reveal the key's credentials once, on the verification screen."
+
+
 class MailRenderer:
     def __init__(
         self, *, server_secret: bytes, mail_from: str, public_url: str, templates: MailTemplates | None = None
@@ -44,6 +55,9 @@ class MailRenderer:
                 "expires_at": expires_at,
                 "key_name": payload["key_name"],
                 "key_kind": payload["key_kind"],
+                "partner_name": payload.get("partner_name") or "",
+                "partner_email": payload.get("partner_email") or "",
+                "release_to": release_to(payload),
             }
         else:
             template = self._templates.partner_otp

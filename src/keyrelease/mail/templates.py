@@ -49,7 +49,7 @@ class Placeholders:
 KINDS: Mapping[str, Placeholders] = {
     "verification_code": Placeholders(
         required=frozenset({"code", "expires_at"}),
-        optional=frozenset({"key_name", "key_kind"}),
+        optional=frozenset({"key_name", "key_kind", "partner_name", "partner_email", "release_to"}),
         secret=frozenset({"code"}),
     ),
     "partner_otp": Placeholders(

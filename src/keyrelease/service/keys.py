@@ -31,6 +31,7 @@ from keyrelease.service.results import (
     PendingLimitReached,
     VerificationFailed,
 )
+from keyrelease.status import KeyStatus, key_status
 
 #: Stands in for a key that does not exist, so the failure path does the same hashing work.
 _ABSENT_KEY = uuid.UUID(int=0)
@@ -140,23 +141,23 @@ class KeyService:
             return InvalidInput("name", "Name must not contain control characters.")
         if expires_at is not None:
             if expires_at.tzinfo is None:
-                return InvalidInput("expiresAt", "expiresAt must include a time zone, e.g. 2031-01-01T00:00:00Z.")
+                return InvalidInput("expiresAt", "The expiry date must include a time zone, e.g. 2031-01-01T00:00:00Z.")
             if expires_at <= now:
-                return InvalidInput("expiresAt", "expiresAt must be in the future.")
+                return InvalidInput("expiresAt", "The expiry date must be in the future.")
             if expires_at > now + self.policy.max_key_lifetime:
                 return InvalidInput(
                     "expiresAt",
-                    f"expiresAt must be at most {self.policy.max_key_lifetime_days} days from now.",
+                    f"The expiry date must be at most {self.policy.max_key_lifetime_days} days from now.",
                 )
         if kind is KeyKind.PARTNER:
             if not partner_email or not _EMAIL.match(partner_email.strip()) or len(partner_email) > 254:
-                return InvalidInput("partnerEmail", "A partner key needs a valid partnerEmail.")
+                return InvalidInput("partnerEmail", "A partner key needs a valid partner email address.")
             if partner_name is not None and (
                 len(partner_name.strip()) > PARTNER_NAME_MAX or _CONTROL.search(partner_name)
             ):
-                return InvalidInput("partnerName", f"partnerName must be at most {PARTNER_NAME_MAX} printable characters.")
+                return InvalidInput("partnerName", f"The partner name must be at most {PARTNER_NAME_MAX} printable characters.")
         elif partner_email or partner_name:
-            return InvalidInput("partnerEmail", "Only partner keys take partnerName and partnerEmail.")
+            return InvalidInput("partnerEmail", "Only partner keys take a partner name and email.")
         return None
 
     # -- verification -------------------------------------------------------------------
@@ -407,11 +408,29 @@ class KeyService:
             return None
         return min(key.code_issued_at + self.policy.code_ttl, key.verification_deadline)
 
-    def resends_remaining(self, key: ApiKey) -> int:
+    def resends_remaining(self, key: ApiKey, now: datetime) -> int:
+        """New codes this key can still be sent: none once it is no longer pending."""
+        if key_status(key, now) is not KeyStatus.PENDING_VERIFICATION:
+            return 0
         return max(0, self.policy.max_resends - key.resends_used)
 
-    def attempts_remaining(self, key: ApiKey) -> int:
+    def attempts_remaining(self, key: ApiKey, now: datetime) -> int:
+        """Codes this key can still be tried with: none once it is no longer pending."""
+        if key_status(key, now) is not KeyStatus.PENDING_VERIFICATION:
+            return 0
         return max(0, self.policy.max_attempts - key.attempts_used)
+
+    def lock_reason(self, key: ApiKey, now: datetime) -> LockReason | None:
+        """Why a LOCKED key locked (the window may have closed before the sweeper recorded it)."""
+        if key_status(key, now) is not KeyStatus.LOCKED:
+            return None
+        return key.lock_reason or LockReason.WINDOW
+
+    def partner_password_expires_at(self, key: ApiKey) -> datetime | None:
+        """When the partner's one-time password stops working (null until one was sent)."""
+        if key.partner_otp_issued_at is None:
+            return None
+        return key.partner_otp_issued_at + self.policy.partner_otp_ttl
 
 
 def _clean_optional(value: str | None) -> str | None:

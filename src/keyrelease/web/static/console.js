@@ -400,6 +400,13 @@ class Verification {
     $("#verify-intro").textContent =
       `A six-digit code was emailed to ${me.email}. Enter it before either clock runs out: ` +
       "a code works for a few minutes, and a key that is not verified in time locks for ever.";
+    const recipient = $("#verify-recipient");
+    recipient.hidden = key.kind !== "PARTNER";
+    recipient.textContent =
+      key.kind === "PARTNER"
+        ? `When you verify, a one-time password goes to ${key.partnerName || "the partner"} at ${key.partnerEmail}. ` +
+          "If that is not the right recipient, do not verify: revoke the key and create it again."
+        : "";
     $("#attempts-left").textContent = String(key.attemptsRemaining);
     const resend = $("#resend-button");
     resend.textContent = `Resend code (${key.resendsRemaining} left)`;
@@ -586,7 +593,7 @@ function showVerify(key) {
 
 function showLocked(key) {
   const reason =
-    key.attemptsRemaining === 0
+    key.lockReason === "ATTEMPTS"
       ? `“${key.name}” is locked: a wrong code was entered too many times.`
       : `“${key.name}” is locked: it was not verified in time. Its window closed at ${formatDateTime(key.verificationDeadline)}.`;
   $("#locked-reason").textContent = reason;

@@ -15,6 +15,7 @@ const KEY_FIELDS = `
     codeExpiresAt
     attemptsRemaining
     resendsRemaining
+    lockReason
     revealed
     verifiedAt
     revokedAt
