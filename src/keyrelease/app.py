@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 from tortoise import connections
 from tortoise.contrib.starlette import RegisterTortoise
 from tortoise.functions import Count
@@ -89,7 +90,7 @@ def create_app(
         limiter=limiter,
         trusted_proxies=settings.trusted_proxies,
     )
-    graphql_app = BodyLimit(GraphQLView(schema, keys=keys, clock=clock), settings.max_body_bytes)
+    graphql_app: ASGIApp = BodyLimit(GraphQLView(schema, keys=keys, clock=clock), settings.max_body_bytes)
     graphql_methods = ["GET", "POST"]
     if settings.cors_origins:
         graphql_app = AllowlistCORS(graphql_app, settings.cors_origins)
