@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 from tortoise import connections
 from tortoise.contrib.starlette import RegisterTortoise
 from tortoise.functions import Count
@@ -21,6 +22,7 @@ from keyrelease import db, metrics, reads, web
 from keyrelease.body_limit import BodyLimit
 from keyrelease.clock import Clock, SystemClock
 from keyrelease.config import Settings
+from keyrelease.cors import AllowlistCORS
 from keyrelease.deadline import RequestDeadline
 from keyrelease.graphql.schema import build_schema
 from keyrelease.graphql.view import GraphQLView
@@ -88,7 +90,11 @@ def create_app(
         limiter=limiter,
         trusted_proxies=settings.trusted_proxies,
     )
-    graphql_app = BodyLimit(GraphQLView(schema, keys=keys, clock=clock), settings.max_body_bytes)
+    graphql_app: ASGIApp = BodyLimit(GraphQLView(schema, keys=keys, clock=clock), settings.max_body_bytes)
+    graphql_methods = ["GET", "POST"]
+    if settings.cors_origins:
+        graphql_app = AllowlistCORS(graphql_app, settings.cors_origins)
+        graphql_methods.append("OPTIONS")  # the preflight
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -118,7 +124,7 @@ def create_app(
     app = Starlette(
         routes=[  # the busiest first: the router tries them in order
             Route("/ids/auth/login", TokenEndpoint(oauth), methods=["POST"]),
-            Route("/graphql", web.no_store(graphql_app), methods=["GET", "POST"]),
+            Route("/graphql", web.no_store(graphql_app), methods=graphql_methods),
             Route("/.well-known/jwks.json", oauth.jwks, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),

@@ -24,6 +24,7 @@ PREFIX = "KEYRELEASE_"
 _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 _MIN_SECRET_LENGTH = 32
 _CLAIM = re.compile(r"[\x21-\x7e]{1,200}")
+_ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 
@@ -74,6 +75,8 @@ class Settings:
     rate_limits: RateLimits = field(default_factory=RateLimits)
     rate_limit_store: str = "auto"
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    #: Exact origins (``https://portal.uni.example``) whose pages may call /graphql (CORS).
+    cors_origins: tuple[str, ...] = ()
     #: Lifetime of a new admin token (``keyrelease admin create/token --expires-days`` overrides).
     admin_token_ttl_days: int = 90
     #: ``text`` for people, ``json`` (one object per line, with the request id) for collectors.
@@ -183,6 +186,7 @@ class Settings:
             ),
             rate_limit_store=reader.choice("RATE_LIMIT_STORE", "auto", ("auto", "database", "memory")),
             trusted_proxies=reader.networks("TRUSTED_PROXIES"),
+            cors_origins=reader.origins("CORS_ORIGINS"),
             admin_token_ttl_days=reader.integer("ADMIN_TOKEN_TTL_DAYS", 90, minimum=1, maximum=3650),
             log_format=log_format(env),
             environ=env,
@@ -259,6 +263,27 @@ class _Reader:
             return Rate.parse(raw)
         except ValueError as err:
             raise ConfigError(PREFIX + name, f"{err}, not {raw!r}") from None
+
+    def origins(self, name: str) -> tuple[str, ...]:
+        """A comma-separated list of exact web origins (scheme://host[:port]), normalised."""
+        raw = self.env.get(PREFIX + name, "")
+        found: list[str] = []
+        for item in (part.strip() for part in raw.split(",")):
+            if not item:
+                continue
+            if item == "*" or "*" in item:
+                raise ConfigError(
+                    PREFIX + name, "lists exact origins; '*' is refused because requests carry credentials"
+                )
+            match = _ORIGIN.fullmatch(item)
+            if not match:
+                raise ConfigError(
+                    PREFIX + name, f"not an origin (scheme://host[:port], no path): {item!r}"
+                )
+            origin = item.lower()
+            if origin not in found:
+                found.append(origin)
+        return tuple(found)
 
     def networks(self, name: str) -> tuple[IPNetwork, ...]:
         """A comma-separated list of IP addresses and CIDR networks."""
