@@ -79,6 +79,7 @@ export const RESEND_CODE = `
       __typename
       ... on ApiKey { ...KeyFields }
       ... on VerificationError { message }
+      ... on ValidationError { field message }
     }
   }
   ${KEY_FIELDS}
@@ -92,6 +93,7 @@ export const REVEAL_KEY = `
       __typename
       ... on KeyCredentials { clientId clientSecret }
       ... on VerificationError { message }
+      ... on ValidationError { field message }
     }
   }
 `;
@@ -102,6 +104,7 @@ export const REVOKE_KEY = `
       __typename
       ... on ApiKey { ...KeyFields }
       ... on KeyNotFoundError { message }
+      ... on ValidationError { field message }
     }
   }
   ${KEY_FIELDS}
