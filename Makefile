@@ -6,12 +6,13 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install run test lint lock schema migrations bench bench-smoke clean
 
-$(STAMP): pyproject.toml requirements.lock examples/keyrelease-webhook/pyproject.toml
+$(STAMP): pyproject.toml requirements.lock examples/keyrelease-webhook/pyproject.toml tests/keyrelease-memory/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "keyrelease needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e examples/keyrelease-webhook
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e tests/keyrelease-memory
 	@touch $(STAMP)
 
 install: $(STAMP)

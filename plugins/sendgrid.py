@@ -26,7 +26,7 @@ import httpx
 
 from keyrelease.exceptions import ConfigError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from keyrelease.mail.hookspecs import hookimpl
-from keyrelease.mail.transport import DeliveryResult, EmailMessage, Transport
+from keyrelease.mail.transport import DeliveryResult, EmailMessage, Transport, check_headers
 
 DEFAULT_BASE_URL = "https://api.sendgrid.com"
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -106,7 +106,9 @@ class SendgridTransport(Transport):
 
 
 def build_payload(message: EmailMessage) -> dict[str, Any]:
-    """The Mail Send request body for ``message``."""
+    """The Mail Send request body for ``message``. Raise :class:`PermanentDeliveryError` for a
+    CR, LF or NUL in any header: SendGrid would build the headers from these fields."""
+    check_headers(message)
     custom_args = {MESSAGE_ID_ARG: message.message_id}
     content = [{"type": "text/plain", "value": message.text}]
     if message.html is not None:

@@ -31,7 +31,7 @@ import aiosmtplib
 
 from keyrelease.exceptions import ConfigError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from keyrelease.mail.hookspecs import hookimpl
-from keyrelease.mail.transport import DeliveryResult, EmailMessage, Transport
+from keyrelease.mail.transport import DeliveryResult, EmailMessage, Transport, check_headers
 
 TlsMode = Literal["starttls", "ssl", "none"]
 
@@ -198,8 +198,9 @@ def build_mime(message: EmailMessage) -> email.message.EmailMessage:
     """The MIME form of ``message``: text/plain, plus a text/html alternative when there is HTML.
 
     Raise :class:`PermanentDeliveryError` for a header that cannot be sent (a reserved name, a
-    line break): the same message would fail the same way on every retry.
+    CR, LF or NUL anywhere in a header): the same message would fail the same way on every retry.
     """
+    check_headers(message)
     for name in message.headers:
         if name.lower() in RESERVED_HEADERS:
             raise PermanentDeliveryError(f"header {name!r} is set by the smtp transport and cannot be overridden")

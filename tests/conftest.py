@@ -1,5 +1,7 @@
 """Shared fixtures: a migrated SQLite database per test, the real app with its lifespan,
-an HTTP client going through the ASGI stack, a frozen clock, and the memory mail transport."""
+an HTTP client going through the ASGI stack, a frozen clock, and the memory mail transport
+(``tests/keyrelease-memory``, installed by ``make install`` and loaded through its entry point
+like any third-party transport)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,12 @@ from keyrelease.app import create_app
 from keyrelease.clock import FrozenClock
 from keyrelease.config import Settings
 from keyrelease.service.admins import create_admin
+
+try:  # the memory mail transport every test reads its mail from: a package of its own
+    import keyrelease_memory  # noqa: F401
+except ImportError:  # pragma: no cover - the message says what to do
+    pytest.exit("the memory mail transport is not installed: run `make install` "
+                "(or .venv/bin/pip install -e tests/keyrelease-memory)", returncode=4)
 
 SECRET_KEY = "test-server-secret-0123456789abcdef-0123456789"
 CODE_LINE = re.compile(r"^Verification code: (\d{6})$", re.MULTILINE)

@@ -28,7 +28,7 @@ from keyrelease.mail.render import MailRenderer
 from keyrelease.mail.transport import DeliveryResult, EmailMessage, Transport
 from keyrelease.models import Admin, DeliveryStatus, KeyKind, OutboxMessage
 from keyrelease.service.keys import KeyService
-from keyrelease_plugins.memory import MemoryTransport
+from keyrelease_memory import MemoryTransport
 from keyrelease_plugins.sendgrid import MESSAGE_ID_ARG, SendgridTransport
 
 CODE_LINE = re.compile(r"^Verification code: (\d{6})$", re.MULTILINE)
@@ -353,6 +353,21 @@ async def test_a_permanent_error_fails_at_once(api, clock, dispatcher_for):
     assert (row.status, row.attempts) == (DeliveryStatus.FAILED, 1)
     assert row.last_error == "permanent: 550 5.1.1 <ada@uni.example>: no such user"
     assert len(transport.attempts) == 1
+
+
+async def test_a_recipient_with_a_nul_fails_for_good_without_reaching_the_transport(api, clock, dispatcher_for):
+    """A row queued before inputs were checked (or by a bug) cannot smuggle a NUL into a header."""
+    ada = await api.admin()
+    key = await api.create_key(ada)
+    await OutboxMessage.filter(key_id=key["id"]).update(recipient="a\x00b@uni.example")
+    transport = FlakyTransport()
+
+    await dispatcher_for(transport).run_once()
+
+    row = await outbox_row(key["id"])
+    assert (row.status, row.attempts) == (DeliveryStatus.FAILED, 1)
+    assert row.last_error == "permanent: header 'To' contains a line break or NUL; not sent"
+    assert transport.attempts == []
 
 
 async def test_a_code_that_expired_before_it_could_be_sent_is_not_sent(api, clock, dispatcher_for):

@@ -284,7 +284,7 @@ def test_keyrelease_plugins_lists_every_plugin_with_its_package_and_version(tmp_
     ours = metadata.version("keyrelease")
     assert listed(done.stdout) == {
         "console": ("keyrelease", ours, "console"),
-        "memory": ("keyrelease", ours, "memory"),
+        "memory": ("keyrelease-memory", "0.1.0", "memory"),
         "sendgrid": ("keyrelease", ours, "sendgrid"),
         "smtp": ("keyrelease", ours, "smtp"),
         "webhook": ("keyrelease-webhook", "0.1.0", "webhook"),
@@ -302,11 +302,11 @@ def test_plugins_left_out_of_the_allowlist_are_not_even_imported():
     probe = (
         "import sys; from keyrelease.mail.plugins import TransportRegistry; "
         "TransportRegistry(['console', 'memory']); "
-        "print(sorted(m for m in sys.modules if m.startswith(('keyrelease_plugins.', 'keyrelease_webhook'))))"
+        "print(sorted(m for m in sys.modules if m.startswith(('keyrelease_plugins.', 'keyrelease_webhook', 'keyrelease_memory'))))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=True)
 
-    assert done.stdout.strip() == "['keyrelease_plugins.console', 'keyrelease_plugins.memory']"
+    assert done.stdout.strip() == "['keyrelease_memory', 'keyrelease_plugins.console']"
 
 
 def test_an_unknown_name_in_the_allowlist_is_one_error_line(tmp_path):

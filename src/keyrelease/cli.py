@@ -13,7 +13,7 @@ from typing import TextIO, TypeVar
 
 from keyrelease import config, db, logs
 from keyrelease.clock import SystemClock
-from keyrelease.config import Settings
+from keyrelease.config import Settings, redact_url
 from keyrelease.exceptions import ConfigError
 
 T = TypeVar("T")
@@ -33,7 +33,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings, migrate=migrate)
     print(
         f"keyrelease serving on http://{args.host}:{args.port}/ (admin console; GraphQL at /graphql) "
-        f"(database {_redact(settings.database_url)}, mail transport {settings.mail_transport})",
+        f"(database {redact_url(settings.database_url)}, mail transport {settings.mail_transport})",
         flush=True,
     )
     if settings.mail_transport == "console":
@@ -231,13 +231,6 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for info in registry.plugins():
         print(f"{info.name}\t{info.package} {info.version}\ttransports: {', '.join(info.transports) or '-'}")
     return 0
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-    return url
 
 
 def _days(text: str) -> int:

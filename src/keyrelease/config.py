@@ -10,10 +10,11 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from keyrelease import files, validation
 from keyrelease.db import PoolSettings
 from keyrelease.exceptions import ConfigError, TemplateError
 from keyrelease.mail.templates import MailTemplates, load_templates
@@ -21,8 +22,12 @@ from keyrelease.policy import VerificationPolicy
 from keyrelease.service.ratelimit import IPNetwork, Rate, RateLimits, parse_networks
 
 PREFIX = "KEYRELEASE_"
-_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 _MIN_SECRET_LENGTH = 32
+#: Transports for development and tests only, and why ``KEYRELEASE_ENV=production`` refuses them.
+DEVELOPMENT_TRANSPORTS = {
+    "console": "prints every code and one-time password to standard output, i.e. into the log collector",
+    "memory": "is a test double that keeps mail in memory and delivers nothing",
+}
 _CLAIM = re.compile(r"[\x21-\x7e]{1,200}")
 _ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
@@ -84,6 +89,14 @@ class Settings:
     #: Environment the settings were read from; transports read their own variables from it.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
+    def __repr__(self) -> str:
+        """Every setting but the secrets: the server secret is left out and the database
+        password masked, so a settings object in a log line or a traceback leaks neither."""
+        shown = {item.name: repr(getattr(self, item.name)) for item in fields(self) if item.repr}
+        shown["secret_key"] = "<hidden>"
+        shown["database_url"] = repr(redact_url(self.database_url))
+        return f"Settings({', '.join(f'{name}={value}' for name, value in shown.items())})"
+
     @property
     def production(self) -> bool:
         return self.env == "production"
@@ -110,7 +123,9 @@ class Settings:
             raise ConfigError(PREFIX + "DATABASE_URL", "must start with sqlite:// or postgres://")
         secret_key = reader.secret_key(mode, var_dir)
         mail_from = reader.text("MAIL_FROM", cls.mail_from)
-        if not _EMAIL.match(_address_of(mail_from)):
+        if (found := validation.control_character(mail_from)) is not None:
+            raise ConfigError(PREFIX + "MAIL_FROM", f"must not contain control characters (found {validation.code_point(found)})")
+        if not validation.is_email_address(_address_of(mail_from)):
             raise ConfigError(PREFIX + "MAIL_FROM", f"not an email address: {mail_from!r}")
         plugins_raw = env.get(PREFIX + "PLUGINS")
         plugins = tuple(p.strip() for p in plugins_raw.split(",") if p.strip()) if plugins_raw else None
@@ -131,6 +146,13 @@ class Settings:
         jwt_private_key_file = reader.optional_file("JWT_PRIVATE_KEY_FILE")
         if jwt_private_key_file is None and mode == "production":
             raise ConfigError(PREFIX + "JWT_PRIVATE_KEY_FILE", "is required when KEYRELEASE_ENV=production")
+        mail_transport = reader.text("MAIL_TRANSPORT", "console")
+        if mode == "production" and mail_transport in DEVELOPMENT_TRANSPORTS:
+            raise ConfigError(
+                PREFIX + "MAIL_TRANSPORT",
+                f"{mail_transport} {DEVELOPMENT_TRANSPORTS[mail_transport]}: not allowed when KEYRELEASE_ENV=production "
+                "(use smtp, sendgrid or a plugin's transport)",
+            )
         templates_dir = reader.text("MAIL_TEMPLATES_DIR", "")
         try:
             mail_templates = load_templates(Path(templates_dir) if templates_dir else None)
@@ -148,7 +170,7 @@ class Settings:
             var_dir=var_dir,
             database_url=database_url,
             secret_key=secret_key,
-            mail_transport=reader.text("MAIL_TRANSPORT", "console"),
+            mail_transport=mail_transport,
             mail_from=mail_from,
             plugins=plugins,
             policy=policy,
@@ -196,6 +218,16 @@ class Settings:
 def log_format(environ: Mapping[str, str]) -> str:
     """KEYRELEASE_LOG_FORMAT, readable before the rest of the settings (logging starts first)."""
     return _Reader(environ).choice("LOG_FORMAT", "text", ("text", "json"))
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``, for logs and ``repr()``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
 
 
 def _address_of(value: str) -> str:
@@ -326,7 +358,7 @@ def _development_secret(var_dir: Path) -> str:
     path = var_dir / "secret_key"
     if path.exists():
         return path.read_text().strip()
-    var_dir.mkdir(parents=True, exist_ok=True)
+    files.private_directory(var_dir)
     value = secrets.token_urlsafe(48)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -20,6 +20,8 @@ from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.exceptions import DBConnectionError
 from tortoise.migrations.api import migrate as tortoise_migrate
 
+from keyrelease import files
+
 APP = "models"
 MODELS_MODULE = "keyrelease.models"
 MIGRATIONS_MODULE = "keyrelease.migrations"
@@ -40,7 +42,7 @@ def _connection(database_url: str, pool: PoolSettings) -> str | dict[str, Any]:
         config = expand_db_url(database_url)
         path = config["credentials"]["file_path"]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            files.private_file(Path(path))  # 0600, and so its -wal and -shm files; 0700 directory
         return {**config, "engine": "keyrelease.db_sqlite"}  # BEGIN IMMEDIATE; see db_sqlite.py
     parts = urlsplit(database_url)
     params = dict(parse_qsl(parts.query))

@@ -246,3 +246,19 @@ def test_retry_after_accepts_seconds_and_http_dates(header, seconds):
     now = datetime(2015, 10, 21, 7, 28, 0, tzinfo=UTC)
 
     assert parse_retry_after(header, now=now) == seconds
+
+
+@pytest.mark.parametrize("character", ["\x00", "\r", "\n"], ids=["NUL", "CR", "LF"])
+@pytest.mark.parametrize(
+    ("field", "value", "header"),
+    [
+        ("to", "a{}b@example.test", "To"),
+        ("sender", "Keyrelease{} <keys@example.test>", "From"),
+        ("subject", "Your code{}Bcc: eve@example.test", "Subject"),
+    ],
+)
+async def test_a_cr_lf_or_nul_in_any_header_is_permanent_and_never_posted(transport, sendgrid_api, message, field, value, header, character):
+    with pytest.raises(PermanentDeliveryError, match=f"^header '{header}' contains a line break or NUL; not sent$"):
+        await transport.send(dataclasses.replace(message, **{field: value.format(character)}))
+
+    assert sendgrid_api.requests == []

@@ -316,3 +316,38 @@ def test_the_default_port_follows_the_tls_mode(tls, port):
     assert transport.tls == (tls or "starttls")
     assert transport.timeout == 10
 
+
+
+# --- unsafe headers --------------------------------------------------------------------------
+
+
+async def test_a_nul_in_the_recipient_is_refused_by_the_message_builder_and_nothing_is_sent(start_smtp, message):
+    server = start_smtp()
+    transport = SmtpTransport.from_env(smtp_env(server.port))
+
+    with pytest.raises(PermanentDeliveryError, match="^header 'To' contains a line break or NUL; not sent$"):
+        await transport.send(dataclasses.replace(message, to="a\x00b@example.test"))
+
+    assert server.handler.deliveries == []
+
+
+@pytest.mark.parametrize("character", ["\x00", "\r", "\n"], ids=["NUL", "CR", "LF"])
+@pytest.mark.parametrize(
+    ("changes", "header"),
+    [
+        ({"to": "Ada {}<ada@example.test>"}, "To"),
+        ({"sender": "Keyrelease{} <keys@example.test>"}, "From"),
+        ({"subject": "Your code for “Export{}”"}, "Subject"),
+        ({"headers": {"X-Keyrelease-Key": "key{}42"}}, "X-Keyrelease-Key"),
+    ],
+)
+async def test_a_cr_lf_or_nul_in_any_header_is_permanent_and_reaches_no_server(start_smtp, message, changes, header, character):
+    server = start_smtp()
+    transport = SmtpTransport.from_env(smtp_env(server.port))
+    field, template = next(iter(changes.items()))
+    value = {k: v.format(character) for k, v in template.items()} if isinstance(template, dict) else template.format(character)
+
+    with pytest.raises(PermanentDeliveryError, match=f"^header '{header}' contains a line break or NUL"):
+        await transport.send(dataclasses.replace(message, **{field: value}))
+
+    assert server.handler.deliveries == []

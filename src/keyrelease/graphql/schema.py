@@ -46,9 +46,9 @@ from keyrelease.service import queries, results
 
 CreateKeyResult = Annotated[ApiKey | ValidationError | PendingKeyLimitError, strawberry.union("CreateKeyResult")]
 VerifyKeyResult = Annotated[ApiKey | VerificationError | ValidationError, strawberry.union("VerifyKeyResult")]
-ResendCodeResult = Annotated[ApiKey | VerificationError, strawberry.union("ResendCodeResult")]
-RevealKeyResult = Annotated[KeyCredentials | VerificationError, strawberry.union("RevealKeyResult")]
-RevokeKeyResult = Annotated[ApiKey | KeyNotFoundError, strawberry.union("RevokeKeyResult")]
+ResendCodeResult = Annotated[ApiKey | VerificationError | ValidationError, strawberry.union("ResendCodeResult")]
+RevealKeyResult = Annotated[KeyCredentials | VerificationError | ValidationError, strawberry.union("RevealKeyResult")]
+RevokeKeyResult = Annotated[ApiKey | KeyNotFoundError | ValidationError, strawberry.union("RevokeKeyResult")]
 
 log = logging.getLogger("keyrelease.graphql")
 
@@ -96,7 +96,10 @@ class Query:
 
     @strawberry.field(description="A key of your institution, or null.")
     async def key(self, info: Info[Context, None], id: strawberry.ID) -> ApiKey | None:
-        model = await queries.get_key(await info.context.admin(), id)
+        try:
+            model = await queries.get_key(await info.context.admin(), id)
+        except queries.BadQueryInput as err:
+            raise ClientError(str(err), "BAD_USER_INPUT") from None
         return ApiKey(model=model) if model else None
 
     @strawberry.field(description="Keys of your institution, newest first.")
@@ -112,7 +115,7 @@ class Query:
             raise ClientError(f"first must be between 1 and {queries.MAX_PAGE}.", "BAD_USER_INPUT")
         try:
             page = await queries.list_keys(admin, info.context.clock.now(), first=first, after=after, status=status)
-        except queries.BadCursor as err:
+        except queries.BadQueryInput as err:
             raise ClientError(str(err), "BAD_USER_INPUT") from None
         edges = [KeyEdge(cursor=queries.encode_cursor(k), node=ApiKey(model=k)) for k in page.keys]
         return KeyConnection(

@@ -214,7 +214,7 @@ class Dispatcher:
     async def _send(self, mail: EmailMessage) -> DeliveryResult:
         try:
             async with asyncio.timeout(self._send_timeout):
-                return await self.transport.send(mail)
+                return await self.transport.deliver(mail)
         except DeliveryError:
             raise
         except TimeoutError as err:

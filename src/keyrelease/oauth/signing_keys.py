@@ -28,6 +28,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from keyrelease import files
 from keyrelease.config import PREFIX, Settings
 from keyrelease.exceptions import ConfigError
 
@@ -115,7 +116,7 @@ def development_key(var_dir: Path) -> PrivateKey:
     """
     path = var_dir / DEVELOPMENT_KEY_NAME
     if not path.exists():
-        var_dir.mkdir(parents=True, exist_ok=True)
+        files.private_directory(var_dir)
         fd, temporary = tempfile.mkstemp(dir=var_dir, prefix=".jwt-key-")  # mode 0600
         try:
             with os.fdopen(fd, "wb") as handle:

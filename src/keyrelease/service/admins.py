@@ -9,21 +9,24 @@ request reads the token's row, so a revoked or expired token stops with the next
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tortoise.transactions import in_transaction
 
-from keyrelease import credentials, reads
+from keyrelease import credentials, reads, validation
 from keyrelease.clock import Clock
 from keyrelease.models import Admin, AdminToken, Institution
-
-_EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[A-Za-z]{2,63}$")
 
 
 class AdminInputError(ValueError):
     """Bad input to an admin command; the message is fit to show."""
+
+
+def _refuse_control_characters(**fields: str | None) -> None:
+    problem = validation.control_character_problem(fields)
+    if problem is not None:
+        raise AdminInputError(problem[1].rstrip("."))
 
 
 @dataclass(frozen=True)
@@ -43,11 +46,12 @@ async def create_admin(
     clock: Clock, *, institution: str, email: str, name: str = "", ttl_days: int | None = DEFAULT_TTL_DAYS
 ) -> NewAdmin:
     """Create an admin (and the institution, if new) with a fresh token, shown only here."""
+    _refuse_control_characters(institution=institution, email=email, name=name)
     institution = institution.strip()
     email = email.strip().lower()
     if not institution or len(institution) > 200:
         raise AdminInputError("institution must be 1 to 200 characters")
-    if not _EMAIL.match(email) or len(email) > 254:
+    if not validation.is_email_address(email):
         raise AdminInputError(f"not an email address: {email!r}")
     now = clock.now()
     async with in_transaction():
@@ -76,6 +80,7 @@ async def issue_token(clock: Clock, admin: Admin, *, ttl_days: int | None = DEFA
 
 async def issue_token_for(clock: Clock, email: str, *, ttl_days: int | None = DEFAULT_TTL_DAYS) -> str:
     """An additional token for the admin with this email (e.g. before revoking the old one)."""
+    _refuse_control_characters(email=email)
     admin = await Admin.get_or_none(email=email.strip().lower())
     if admin is None:
         raise AdminInputError(f"no admin with email {email.strip().lower()}")
@@ -84,6 +89,7 @@ async def issue_token_for(clock: Clock, email: str, *, ttl_days: int | None = DE
 
 async def revoke_token(clock: Clock, token_or_id: str) -> AdminToken:
     """Revoke a token given by its value or its id. Revoking twice keeps the first time."""
+    _refuse_control_characters(token=token_or_id)
     value = token_or_id.strip()
     if value.startswith(credentials.ADMIN_TOKEN_PREFIX):
         row = await AdminToken.get_or_none(token_hash=credentials.hash_secret(value))

@@ -10,7 +10,6 @@ causes it.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from datetime import datetime
 from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
-from keyrelease import codes, credentials, metrics, reads
+from keyrelease import codes, credentials, metrics, reads, validation
 from keyrelease.clock import Clock
 from keyrelease.mail import outbox
 from keyrelease.models import Admin, ApiKey, EventType, Institution, KeyEvent, KeyKind, LockReason
@@ -35,8 +34,6 @@ from keyrelease.status import KeyStatus, key_status
 
 #: Stands in for a key that does not exist, so the failure path does the same hashing work.
 _ABSENT_KEY = uuid.UUID(int=0)
-_EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[A-Za-z]{2,63}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 NAME_MAX = 100
 PARTNER_NAME_MAX = 200
 
@@ -46,6 +43,24 @@ def parse_key_id(raw: str) -> uuid.UUID | None:
         return uuid.UUID(raw)
     except (ValueError, AttributeError, TypeError):
         return None
+
+
+def refuse_control_characters(**fields: str | None) -> InvalidInput | None:
+    """An :class:`InvalidInput` naming the first field (by its API name) that holds a control
+    character (:mod:`keyrelease.validation`); every use-case asks before it reads or writes."""
+    problem = validation.control_character_problem(fields, FIELD_LABELS)
+    return InvalidInput(*problem) if problem else None
+
+
+#: What the console's forms call each input: a message is read by a person, ``field`` by code.
+FIELD_LABELS = {
+    "name": "The name",
+    "partnerName": "The partner name",
+    "partnerEmail": "The partner email address",
+    "keyId": "The key id",
+    "code": "The verification code",
+    "oneTimePassword": "The one-time password",
+}
 
 
 def _pending(now: datetime) -> Q:
@@ -91,6 +106,9 @@ class KeyService:
         partner_email: str | None = None,
     ) -> ApiKey | InvalidInput | PendingLimitReached:
         now = self.clock.now()
+        problem = refuse_control_characters(name=name, partnerName=partner_name, partnerEmail=partner_email)
+        if problem is not None:
+            return problem
         problem = self._check_new_key(now, name, kind, expires_at, partner_name, partner_email)
         if problem is not None:
             return problem
@@ -137,8 +155,6 @@ class KeyService:
             return InvalidInput("name", "Name must not be empty.")
         if len(cleaned) > NAME_MAX:
             return InvalidInput("name", f"Name must be at most {NAME_MAX} characters.")
-        if _CONTROL.search(cleaned):
-            return InvalidInput("name", "Name must not contain control characters.")
         if expires_at is not None:
             if expires_at.tzinfo is None:
                 return InvalidInput("expiresAt", "The expiry date must include a time zone, e.g. 2031-01-01T00:00:00Z.")
@@ -150,12 +166,10 @@ class KeyService:
                     f"The expiry date must be at most {self.policy.max_key_lifetime_days} days from now.",
                 )
         if kind is KeyKind.PARTNER:
-            if not partner_email or not _EMAIL.match(partner_email.strip()) or len(partner_email) > 254:
+            if not partner_email or not validation.is_email_address(partner_email.strip()):
                 return InvalidInput("partnerEmail", "A partner key needs a valid partner email address.")
-            if partner_name is not None and (
-                len(partner_name.strip()) > PARTNER_NAME_MAX or _CONTROL.search(partner_name)
-            ):
-                return InvalidInput("partnerName", f"The partner name must be at most {PARTNER_NAME_MAX} printable characters.")
+            if partner_name is not None and len(partner_name.strip()) > PARTNER_NAME_MAX:
+                return InvalidInput("partnerName", f"The partner name must be at most {PARTNER_NAME_MAX} characters.")
         elif partner_email or partner_name:
             return InvalidInput("partnerEmail", "Only partner keys take a partner name and email.")
         return None
@@ -170,6 +184,9 @@ class KeyService:
         attempt; the last allowed failure locks the key.
         """
         started = time.perf_counter()
+        if (problem := refuse_control_characters(keyId=key_id, code=code)) is not None:
+            metrics.verification("invalid")
+            return problem
         if not codes.CODE_PATTERN.match(code):
             metrics.verification("invalid")
             return InvalidInput("code", "The code is six digits, 0-9.")
@@ -272,9 +289,12 @@ class KeyService:
 
     # -- resend -------------------------------------------------------------------------
 
-    async def resend_code(self, admin: Admin, key_id: str) -> ApiKey | VerificationFailed:
+    async def resend_code(self, admin: Admin, key_id: str) -> ApiKey | InvalidInput | VerificationFailed:
         """Issue a new code (invalidating the previous one). Never resets attempts, never
         extends the window."""
+        if (problem := refuse_control_characters(keyId=key_id)) is not None:
+            metrics.resend("refused")
+            return problem
         started = time.perf_counter()
         now = self.clock.now()
         parsed = parse_key_id(key_id)
@@ -311,8 +331,11 @@ class KeyService:
 
     # -- reveal -------------------------------------------------------------------------
 
-    async def reveal_key(self, admin: Admin, key_id: str) -> Credentials | VerificationFailed:
+    async def reveal_key(self, admin: Admin, key_id: str) -> Credentials | InvalidInput | VerificationFailed:
         """Mint and return an institutional key's secret, once, to the admin who created it."""
+        if (problem := refuse_control_characters(keyId=key_id)) is not None:
+            metrics.reveal("institutional", "refused")
+            return problem
         started = time.perf_counter()
         now = self.clock.now()
         parsed = parse_key_id(key_id)
@@ -336,9 +359,15 @@ class KeyService:
         metrics.reveal("institutional", "refused")
         return await self._failed(started)
 
-    async def reveal_partner_key(self, key_id: str, one_time_password: str) -> Credentials | VerificationFailed:
+    async def reveal_partner_key(
+        self, key_id: str, one_time_password: str
+    ) -> Credentials | InvalidInput | VerificationFailed:
         """The partner's retrieval: the emailed OTP returns the credentials once. Wrong OTPs
-        count; the last allowed one locks partner retrieval for the key."""
+        count; the last allowed one locks partner retrieval for the key. A control character
+        in either value is refused before anything is read, and counts no attempt."""
+        if (problem := refuse_control_characters(keyId=key_id, oneTimePassword=one_time_password)) is not None:
+            metrics.reveal("partner", "refused")
+            return problem
         started = time.perf_counter()
         now = self.clock.now()
         parsed = parse_key_id(key_id)
@@ -379,8 +408,10 @@ class KeyService:
 
     # -- revocation ---------------------------------------------------------------------
 
-    async def revoke_key(self, admin: Admin, key_id: str) -> ApiKey | KeyNotFound:
+    async def revoke_key(self, admin: Admin, key_id: str) -> ApiKey | InvalidInput | KeyNotFound:
         """Revoke a key of the admin's institution. Revoking twice changes nothing."""
+        if (problem := refuse_control_characters(keyId=key_id)) is not None:
+            return problem
         now = self.clock.now()
         parsed = parse_key_id(key_id)
         if parsed is None:

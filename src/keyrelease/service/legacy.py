@@ -24,7 +24,7 @@ from datetime import datetime
 
 from tortoise.transactions import in_transaction
 
-from keyrelease import credentials
+from keyrelease import credentials, validation
 from keyrelease.clock import Clock
 from keyrelease.models import ApiKey, EventType, Institution, KeyEvent, KeyKind
 from keyrelease.service.clients import CLIENT_ID_MAX
@@ -34,7 +34,6 @@ REQUIRED = ("institution", "name", "client_id", "created_at", "expires_at")
 KNOWN = frozenset(REQUIRED) | {"secret", "secret_sha256"}
 CLIENT_ID = re.compile(r"[a-z0-9-]{1,32}#[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 INSTITUTION_MAX = 200
 SECRET_MAX = 512
 MAX_PROBLEMS = 50
@@ -250,9 +249,12 @@ def _moment(value: object, field: str) -> datetime | None:
 def _text(value: object, field: str, limit: int) -> str:
     if not isinstance(value, str) or not value.strip():
         raise LineProblem(f"{field} must be a non-empty string")
+    problem = validation.control_character_problem({field: value})
+    if problem is not None:
+        raise LineProblem(problem[1].rstrip("."))
     cleaned = value.strip()
-    if len(cleaned) > limit or CONTROL.search(cleaned):
-        raise LineProblem(f"{field} must be at most {limit} printable characters")
+    if len(cleaned) > limit:
+        raise LineProblem(f"{field} must be at most {limit} characters")
     return cleaned
 
 

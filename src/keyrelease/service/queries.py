@@ -11,7 +11,7 @@ from datetime import datetime
 
 from tortoise.expressions import Q
 
-from keyrelease import reads
+from keyrelease import reads, validation
 from keyrelease.models import Admin, ApiKey, KeyEvent, MessageKind, OutboxMessage
 from keyrelease.service.keys import parse_key_id
 from keyrelease.status import KeyStatus
@@ -19,8 +19,18 @@ from keyrelease.status import KeyStatus
 MAX_PAGE = 100
 
 
-class BadCursor(ValueError):
+class BadQueryInput(ValueError):
+    """An argument of a query was refused; the message says which and why (never its value)."""
+
+
+class BadCursor(BadQueryInput):
     """The ``after`` cursor was not produced by us."""
+
+
+def _refuse_control_characters(**fields: str | None) -> None:
+    problem = validation.control_character_problem(fields)
+    if problem is not None:
+        raise BadQueryInput(problem[1])
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 async def get_key(admin: Admin, key_id: str) -> ApiKey | None:
-    """One point read (:mod:`keyrelease.reads`): the key by id, within the admin's institution."""
+    """One point read (:mod:`keyrelease.reads`): the key by id, within the admin's institution.
+    Raises :class:`BadQueryInput` for an id holding a control character."""
+    _refuse_control_characters(id=key_id)
     parsed = parse_key_id(key_id)
     if parsed is None:
         return None
@@ -68,7 +80,9 @@ async def get_key(admin: Admin, key_id: str) -> ApiKey | None:
 async def list_keys(
     admin: Admin, now: datetime, *, first: int = 20, after: str | None = None, status: KeyStatus | None = None
 ) -> KeyPage:
-    """Keys of the admin's institution, newest first."""
+    """Keys of the admin's institution, newest first. Raises :class:`BadQueryInput` (a
+    :class:`BadCursor`) for an ``after`` that is not one of our cursors."""
+    _refuse_control_characters(after=after)
     first = max(1, min(first, MAX_PAGE))
     query = ApiKey.filter(institution_id=admin.institution_id)
     if status is not None:

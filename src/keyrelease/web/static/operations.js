@@ -80,6 +80,7 @@ export const RESEND_CODE = `
       __typename
       ... on ApiKey { ...KeyFields }
       ... on VerificationError { message }
+      ... on ValidationError { field message }
     }
   }
   ${KEY_FIELDS}
@@ -93,6 +94,7 @@ export const REVEAL_KEY = `
       __typename
       ... on KeyCredentials { clientId clientSecret }
       ... on VerificationError { message }
+      ... on ValidationError { field message }
     }
   }
 `;
@@ -103,6 +105,7 @@ export const REVOKE_KEY = `
       __typename
       ... on ApiKey { ...KeyFields }
       ... on KeyNotFoundError { message }
+      ... on ValidationError { field message }
     }
   }
   ${KEY_FIELDS}

@@ -1,5 +1,10 @@
 """The ``memory`` transport: keeps every message in a list, for tests.
 
+A test double, not part of keyrelease: it lives in its own distribution (``keyrelease-memory``,
+this folder), which ``make install`` puts in the development virtualenv only, and it loads
+through its ``keyrelease.transports`` entry point like any third-party transport. keyrelease
+refuses it when ``KEYRELEASE_ENV=production``.
+
 Tests reach the instance the service built (``app.state.mail.transport``) and wait on it with
 :meth:`MemoryTransport.wait_for` instead of sleeping.
 """
