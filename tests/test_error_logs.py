@@ -11,6 +11,7 @@ forged may appear, in either log format.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import urllib.parse
@@ -189,3 +190,29 @@ def parse(line: str, log_format: str) -> dict:
     head, message = line.split("]: ", 1)
     _, _, level, logger, request_id = head.split(" ", 4)
     return {"level": level, "logger": logger, "request_id": request_id.strip("["), "message": message}
+
+
+async def test_an_unexpected_error_is_logged_once_with_its_traceback_and_nothing_of_the_request(api, caplog, monkeypatch, written_log):
+    ada = await api.admin()
+    key = await api.create_key(ada)
+    code, otp = "482913", "WFW3-QQQQ-RRRR-SSSS"
+
+    async def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyError(f"{code} {otp}")
+
+    monkeypatch.setattr(api.app.state.keys, "verify_key", broken)
+    caplog.set_level(logging.DEBUG)
+    query = f'mutation($i: VerifyKeyInput!) {{ verifyKey(input: $i) {{ __typename }} }} # {otp}'
+    response = await api.post(query, {"i": {"keyId": key["id"], "code": code}, "otp": otp}, ada.token)
+    body = response.json()
+    assert body["errors"][0]["message"] == "Internal error." and body["errors"][0]["extensions"] == {"code": "INTERNAL_SERVER_ERROR"}
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [(r.name, r.getMessage()) for r in errors] == [("keyrelease.graphql", "GraphQL field verifyKey raised KeyError")]
+    written = written_log.text.getvalue()
+    [record] = [json.loads(line) for line in written_log.json.getvalue().splitlines() if '"level": "ERROR"' in line]
+    assert record["request_id"] == response.headers["x-request-id"]
+    assert record["exception"].startswith("Traceback") and "in broken" in record["exception"]
+    assert written.count("Traceback (most recent call last):") == 1
+    for leaked in (code, otp, ada.token, "mutation", "__typename", "VerifyKeyInput"):
+        assert leaked not in written_log.both(), leaked
+    assert key["id"] not in record["message"] + record["exception"]  # (the ORM's DEBUG lines name it)
