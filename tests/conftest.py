@@ -369,5 +369,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if COUNTS:
         terminalreporter.write_line(
             "fuzz cases run: " + ", ".join(f"{label} {count}" for label, count in sorted(COUNTS.items()))
-            + " (no 5xx, no traceback)"
+            + " (no 5xx, no traceback, no internal error, no ERROR record)"
         )
