@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import logging
 import os
 import re
 import shutil
@@ -22,7 +24,7 @@ import pytest
 from dbutil import TABLES, asyncpg_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
-from keyrelease import db
+from keyrelease import db, logs
 from keyrelease.app import create_app
 from keyrelease.clock import FrozenClock
 from keyrelease.config import Settings
@@ -135,6 +137,36 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://keyrelease.test") as http:
         yield http
+
+
+@dataclass
+class WrittenLog:
+    """What keyrelease's own handler writes, in both formats, for every record of a test."""
+
+    text: io.StringIO
+    json: io.StringIO
+
+    def both(self) -> str:
+        return self.text.getvalue() + self.json.getvalue()
+
+
+@pytest.fixture
+def written_log() -> Iterator[WrittenLog]:
+    """keyrelease's real log handlers (text and JSON) on the root logger at DEBUG, as
+    ``keyrelease serve`` writes to stderr: what a log reader would see."""
+    written = WrittenLog(io.StringIO(), io.StringIO())
+    handlers = [logs.handler("text", written.text), logs.handler("json", written.json)]
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.DEBUG)
+    for handler in handlers:
+        root.addHandler(handler)
+    try:
+        yield written
+    finally:
+        for handler in handlers:
+            root.removeHandler(handler)
+        root.setLevel(level)
 
 
 @dataclass
@@ -345,5 +377,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if COUNTS:
         terminalreporter.write_line(
             "fuzz cases run: " + ", ".join(f"{label} {count}" for label, count in sorted(COUNTS.items()))
-            + " (no 5xx, no traceback)"
+            + " (no 5xx, no traceback, no internal error, no ERROR record)"
         )

@@ -327,11 +327,14 @@ async def test_a_huge_body_is_refused_before_it_is_read_and_the_service_carries_
     assert (await request_token(client, creds["clientId"], creds["clientSecret"])).status_code == 200
 
 
-async def test_an_unexpected_failure_is_logged_once_and_masked(api, client, caplog, monkeypatch):
+async def test_an_unexpected_failure_is_logged_once_and_masked_and_its_log_holds_no_credential(
+    api, client, caplog, monkeypatch, written_log
+):
     _, creds = await released_key(api, await api.admin())
+    header = basic_auth(creds["clientId"], creds["clientSecret"])
 
     async def broken(*args, **kwargs):
-        raise RuntimeError("boom " + creds["clientSecret"])
+        raise RuntimeError(f"boom {creds['clientSecret']} from {header}")
 
     monkeypatch.setattr(api.app.state.oauth.clients, "authenticate", broken)
     caplog.set_level(logging.ERROR, logger="keyrelease")
@@ -340,6 +343,12 @@ async def test_an_unexpected_failure_is_logged_once_and_masked(api, client, capl
     assert response.json() == {"error": "server_error", "error_description": "The server could not issue a token."}
     assert "boom" not in response.text and "Traceback" not in response.text
     assert len([r for r in caplog.records if r.name == "keyrelease.oauth"]) == 1
+    # The log a reader sees: the failure with its traceback, and no trace of the credentials.
+    log = written_log.both()
+    assert log.count("token endpoint failed") == 2 and log.count("Traceback (most recent call last):") == 2
+    assert "in broken" in log and "RuntimeError" in log  # the frame and the type locate the bug
+    for value in (creds["clientSecret"], header.split()[1]):
+        assert value not in log
 
 
 async def test_an_unreachable_database_is_a_503_without_details(api, client, caplog, monkeypatch):

@@ -3,7 +3,6 @@ and the hardening extensions."""
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -23,8 +22,8 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
-from keyrelease import db
 from keyrelease.deadline import UNAVAILABLE
+from keyrelease.graphql import errors
 from keyrelease.graphql.context import ClientError, Context
 from keyrelease.graphql.inputs import CreateKeyInput, ResendCodeInput, RevealKeyInput, RevokeKeyInput, VerifyKeyInput
 from keyrelease.graphql.types import (
@@ -49,8 +48,6 @@ VerifyKeyResult = Annotated[ApiKey | VerificationError | ValidationError, strawb
 ResendCodeResult = Annotated[ApiKey | VerificationError | ValidationError, strawberry.union("ResendCodeResult")]
 RevealKeyResult = Annotated[KeyCredentials | VerificationError | ValidationError, strawberry.union("RevealKeyResult")]
 RevokeKeyResult = Annotated[ApiKey | KeyNotFoundError | ValidationError, strawberry.union("RevokeKeyResult")]
-
-log = logging.getLogger("keyrelease.graphql")
 
 MAX_ALIASES = 20
 
@@ -196,20 +193,21 @@ def _should_mask(error: GraphQLError) -> bool:
 
 
 class MaskUnexpectedErrors(MaskErrors):
-    """Unexpected exceptions become ``Internal error.`` (logged once with their traceback);
-    an unreachable database becomes a retryable SERVICE_UNAVAILABLE error."""
+    """Unexpected exceptions become ``Internal error.`` (INTERNAL_SERVER_ERROR); an unreachable
+    database becomes a retryable SERVICE_UNAVAILABLE error. Both were logged before masking,
+    by :class:`keyrelease.graphql.errors.Schema`."""
 
     def __init__(self) -> None:
-        super().__init__(should_mask_error=_should_mask, error_message="Internal error.")
+        super().__init__(should_mask_error=_should_mask, error_message=errors.INTERNAL_MESSAGE)
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        original = error.original_error
-        if original is not None and db.is_unavailable(original):
-            log.warning("GraphQL %s failed: database unavailable (%s)", error.path, type(original).__name__)
-            return GraphQLError(
-                UNAVAILABLE, error.nodes, path=error.path, extensions={"code": "SERVICE_UNAVAILABLE"}
-            )
-        return super().anonymise_error(error)
+        unavailable = errors.is_unavailable(error)
+        return GraphQLError(
+            UNAVAILABLE if unavailable else errors.INTERNAL_MESSAGE,
+            error.nodes,
+            path=error.path,
+            extensions={"code": errors.SERVICE_UNAVAILABLE if unavailable else errors.INTERNAL},
+        )
 
 
 def build_schema(*, introspection: bool = True, max_depth: int = 10, max_tokens: int = 2000) -> strawberry.Schema:
@@ -226,7 +224,7 @@ def build_schema(*, introspection: bool = True, max_depth: int = 10, max_tokens:
     ]
     if not introspection:
         extensions.append(DisableIntrospection)
-    return strawberry.Schema(
+    return errors.Schema(
         query=Query,
         mutation=Mutation,
         extensions=extensions,
