@@ -54,8 +54,8 @@ export const CREATE_KEY = `
     createKey(input: $input) {
       __typename
       ... on ApiKey { ...KeyFields }
-      ... on ValidationError { field message }
-      ... on PendingKeyLimitError { message limit }
+      ... on ValidationError { field }
+      ... on Error { message }
     }
   }
   ${KEY_FIELDS}
@@ -78,7 +78,7 @@ export const RESEND_CODE = `
     resendCode(input: $input) {
       __typename
       ... on ApiKey { ...KeyFields }
-      ... on VerificationError { message }
+      ... on Error { message }
     }
   }
   ${KEY_FIELDS}
