@@ -101,11 +101,13 @@ class AdminBudget:
         for rule in rules:
             params += [admin_id, rule.item.value, at - _ms_delta(rule.window), rule.limit]
         connection = connections.get("default")
-        inserted, _ = await connection.execute_query(
+        # RETURNING, because Tortoise's asyncpg client reads an INSERT's row count from the
+        # wrong word of the status line ("INSERT 0 2" → 0); the rows returned are the count.
+        inserted = await connection.execute_query_dict(
             _dialect(
                 f"INSERT INTO {_TABLE} (admin_id, item, at_ms) "
                 f"SELECT CAST(? AS INTEGER), spent.item, CAST(? AS BIGINT) FROM ({selected}) AS spent "
-                f"WHERE {within}"
+                f"WHERE {within} RETURNING id"
             ),
             params,
         )
