@@ -186,8 +186,11 @@ async def test_keys_that_lock_at_the_end_of_their_window_do_not_suspend_creation
     admin = await api.admin()
     for i in range(4):
         key = await create(api, admin, f"lapsed {i}")
+        assert key["__typename"] == "ApiKey", key
         await guess_wrong(api, admin, key["id"], 4)
         clock.advance(minutes=16)  # the window closes: LOCKED, but not by wrong codes
+        await guess_wrong(api, admin, key["id"], 1)  # a late guess has the lock recorded (WINDOW)
+    assert await ApiKey.filter(notify_email=admin.email, lock_reason="WINDOW").count() == 4
     assert (await create(api, admin))["__typename"] == "ApiKey"
     assert await suspension_alerts() == {}
 
