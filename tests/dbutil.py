@@ -8,7 +8,10 @@ from typing import Any
 
 import asyncpg
 
-TABLES = ("institution", "admin", "admin_token", "api_key", "key_event", "outbox_message", "rate_limit_counter")
+TABLES = (
+    "institution", "admin", "admin_token", "api_key", "key_event", "outbox_message", "rate_limit_counter",
+    "admin_budget_entry",
+)
 
 
 def is_sqlite(database_url: str) -> bool:

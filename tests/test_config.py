@@ -24,6 +24,9 @@ from keyrelease.exceptions import ConfigError
         ("KEYRELEASE_MAX_ATTEMPTS", "0"),
         ("KEYRELEASE_PARTNER_OTP_TTL_SECONDS", "x"),
         ("KEYRELEASE_MAX_PENDING_KEYS_PER_ADMIN", "0"),
+        ("KEYRELEASE_MAX_KEYS_PER_ADMIN_PER_DAY", "0"),
+        ("KEYRELEASE_MAX_LOCKED_KEYS_PER_ADMIN_PER_DAY", "three"),
+        ("KEYRELEASE_MAX_CODE_EMAILS_PER_ADMIN_PER_HOUR", "-1"),
         ("KEYRELEASE_DATABASE_URL", "mysql://localhost/x"),
         ("KEYRELEASE_SECRET_KEY", "too-short"),
         ("KEYRELEASE_MAIL_FROM", "not an address"),
@@ -43,6 +46,8 @@ def test_defaults_match_the_documented_policy(tmp_path):
     assert (policy.code_ttl_seconds, policy.max_resends, policy.max_attempts) == (300, 3, 5)
     assert (policy.verification_window_seconds, policy.partner_otp_ttl_seconds) == (900, 259200)
     assert policy.max_pending_keys_per_admin == 5
+    assert (policy.max_keys_per_admin_per_day, policy.max_locked_keys_per_admin_per_day) == (20, 3)
+    assert policy.max_code_emails_per_admin_per_hour == 10
 
 
 def test_policy_values_are_configurable(tmp_path):

@@ -30,6 +30,7 @@ pytestmark = [
 VERIFY = "mutation($i: VerifyKeyInput!) { verifyKey(input: $i) { __typename } }"
 RESEND = "mutation($i: ResendCodeInput!) { resendCode(input: $i) { __typename } }"
 CREATE = "mutation($i: CreateKeyInput!) { createKey(input: $i) { __typename ... on ApiKey { id } } }"
+CREATE_TYPENAME = "mutation($i: CreateKeyInput!) { createKey(input: $i) { __typename } }"
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +146,63 @@ async def test_every_outbox_message_is_delivered_exactly_once(cluster):
     assert len(received) == len(rows), "every message arrived"
     assert set(received.values()) == {1}, f"duplicates: {[k for k, v in received.items() if v > 1]}"
     assert {str(r["id"]) for r in rows} == set(received)
+
+
+async def new_admin(servers, institution: str, email: str) -> str:
+    created = run_cli(servers[0].env, "admin", "create", "--institution", institution, "--email", email)
+    assert created.returncode == 0, created.stderr
+    return created.stdout.strip().splitlines()[-1]
+
+
+async def at_once(servers, token, requests: list[tuple[str, dict]]) -> list[dict]:
+    """Every (query, variables) at once, alternating between the instances, each on its own connection."""
+    clients = [
+        httpx.AsyncClient(base_url=s.url, timeout=30, limits=httpx.Limits(max_keepalive_connections=0)) for s in servers
+    ]
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        responses = await asyncio.gather(
+            *(
+                clients[i % len(clients)].post("/graphql", json={"query": q, "variables": v}, headers=headers)
+                for i, (q, v) in enumerate(requests)
+            )
+        )
+    finally:
+        for client in clients:
+            await client.aclose()
+    assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
+    return [r.json()["data"] for r in responses]
+
+
+async def test_parallel_resends_across_instances_never_exceed_the_hourly_code_emails(cluster):
+    servers, _, url, _ = cluster
+    token = await new_admin(servers, "Budget U", "budget@scale.example")
+    keys = [await create(servers, token, name=f"budget {i}") for i in range(5)]  # 5 code emails of 10
+    results = await at_once(servers, token, [(RESEND, {"i": {"keyId": keys[i % 5]}}) for i in range(30)])
+    outcomes = Counter(r["resendCode"]["__typename"] for r in results)
+    assert outcomes["ApiKey"] == 5, outcomes
+    assert set(outcomes) <= {"ApiKey", "CodeEmailLimitError", "VerificationError"}
+    rows = await query(url, "SELECT count(*) AS n FROM outbox_message WHERE recipient = $1", "budget@scale.example")
+    assert rows[0]["n"] == 10
+
+
+async def test_locks_landing_on_two_instances_at_once_mail_each_institution_admin_once(cluster):
+    servers, _, url, smtp = cluster
+    token = await new_admin(servers, "Guess U", "ada@guess.example")
+    await new_admin(servers, "Guess U", "bob@guess.example")
+    keys = [await create(servers, token, name=f"guessed {i}") for i in range(3)]
+    wrong = {k: f"{(int(verification_code(SECRET_KEY.encode(), uuid.UUID(k), 0)) + 1) % 1_000_000:06d}" for k in keys}
+    for key_id in keys:
+        await spread(servers[:1], token, VERIFY, {"i": {"keyId": key_id, "code": wrong[key_id]}}, 4)
+    results = await at_once(servers, token, [(VERIFY, {"i": {"keyId": k, "code": wrong[k]}}) for k in keys])
+    assert {r["verifyKey"]["__typename"] for r in results} == {"VerificationError"}
+    alerts = await query(url, "SELECT recipient FROM outbox_message WHERE kind = 'CREATION_SUSPENDED'")
+    assert Counter(r["recipient"] for r in alerts) == {"ada@guess.example": 1, "bob@guess.example": 1}
+    [refused] = await at_once(servers, token, [(CREATE_TYPENAME, {"i": {"name": "again", "kind": "INSTITUTIONAL"}})])
+    assert refused["createKey"]["__typename"] == "KeyCreationSuspendedError"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not (smtp.handler.to("ada@guess.example") and smtp.handler.to("bob@guess.example")):
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1)  # give a duplicate, if there were one, the time to arrive
+    assert len(smtp.handler.to("ada@guess.example")) == 1
+    assert len(smtp.handler.to("bob@guess.example")) == 1

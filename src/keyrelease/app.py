@@ -107,6 +107,7 @@ def create_app(
             tasks = [
                 asyncio.create_task(last_use.run_forever(), name="keyrelease-last-use"),
                 asyncio.create_task(_prune_rate_limits(limiter), name="keyrelease-rate-limit-prune"),
+                asyncio.create_task(_prune_budgets(keys), name="keyrelease-budget-prune"),
             ]
             if settings.dispatcher_enabled:
                 tasks.append(asyncio.create_task(dispatcher.run_forever(), name="keyrelease-dispatcher"))
@@ -162,6 +163,18 @@ async def _prune_rate_limits(limiter: RateLimiter) -> None:
             raise
         except Exception as err:  # noqa: BLE001 - the next pass tries again
             log.warning("rate-limit prune failed (%s)", type(err).__name__)
+        await asyncio.sleep(PRUNE_SECONDS)
+
+
+async def _prune_budgets(keys: KeyService) -> None:
+    """Forget admin budget entries that no window counts any more (a day old)."""
+    while True:
+        try:
+            await keys.budget.prune(keys.clock.now())
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the next pass tries again
+            log.warning("budget prune failed (%s)", type(err).__name__)
         await asyncio.sleep(PRUNE_SECONDS)
 
 

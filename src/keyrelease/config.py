@@ -138,6 +138,13 @@ class Settings:
             max_partner_attempts=reader.integer("MAX_PARTNER_ATTEMPTS", 5, minimum=1),
             max_pending_keys_per_admin=reader.integer("MAX_PENDING_KEYS_PER_ADMIN", 5, minimum=1),
             max_key_lifetime_days=reader.integer("MAX_KEY_LIFETIME_DAYS", 365, minimum=1),
+            max_keys_per_admin_per_day=reader.integer("MAX_KEYS_PER_ADMIN_PER_DAY", 20, minimum=1, maximum=100_000),
+            max_locked_keys_per_admin_per_day=reader.integer(
+                "MAX_LOCKED_KEYS_PER_ADMIN_PER_DAY", 3, minimum=1, maximum=100_000
+            ),
+            max_code_emails_per_admin_per_hour=reader.integer(
+                "MAX_CODE_EMAILS_PER_ADMIN_PER_HOUR", 10, minimum=1, maximum=100_000
+            ),
             failure_floor_ms=reader.integer("FAILURE_FLOOR_MS", 50, minimum=0, maximum=5000),
         )
         if policy.code_ttl_seconds > policy.verification_window_seconds:

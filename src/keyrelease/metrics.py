@@ -30,6 +30,15 @@ TOKENS = Counter(
     "Token endpoint answers: granted, invalid_client, invalid_request, rate_limited, error.",
     ["outcome"],
 )
+BUDGET_REFUSALS = Counter(
+    "keyrelease_admin_budget_refusals_total",
+    "createKey/resendCode refused by an admin's budget, by rule: KEY_CREATED, CODE_EMAIL, KEY_LOCKED (suspended).",
+    ["rule"],
+)
+CREATION_SUSPENSIONS = Counter(
+    "keyrelease_key_creation_suspensions_total",
+    "Admins whose createKey was suspended after too many keys locked by wrong codes (institution admins mailed).",
+)
 RATE_LIMITED = Counter("keyrelease_rate_limited_total", "Requests refused by a rate limit, by rule.", ["rule"])
 DELIVERIES = Counter(
     "keyrelease_mail_deliveries_total",
@@ -69,6 +78,14 @@ def token(outcome: str) -> None:
 
 def rate_limited(rule: str) -> None:
     RATE_LIMITED.labels(rule).inc()
+
+
+def budget_refused(rule: str) -> None:
+    BUDGET_REFUSALS.labels(rule).inc()
+
+
+def creation_suspended() -> None:
+    CREATION_SUSPENSIONS.inc()
 
 
 def delivery(kind: str, outcome: str, latency_seconds: float | None = None) -> None:

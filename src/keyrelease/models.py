@@ -41,6 +41,15 @@ class EventType(StrEnum):
 class MessageKind(StrEnum):
     VERIFICATION_CODE = "VERIFICATION_CODE"
     PARTNER_OTP = "PARTNER_OTP"
+    CREATION_SUSPENDED = "CREATION_SUSPENDED"
+
+
+class BudgetItem(StrEnum):
+    """What an admin's budget counts (see ``keyrelease.service.budget``)."""
+
+    KEY_CREATED = "KEY_CREATED"
+    CODE_EMAIL = "CODE_EMAIL"
+    KEY_LOCKED = "KEY_LOCKED"
 
 
 class DeliveryStatus(StrEnum):
@@ -196,3 +205,27 @@ class RateLimitCounter(Model):
 
     class Meta:
         table = "rate_limit_counter"
+
+
+class AdminBudgetEntry(Model):
+    """One spending of an admin's budget: a key created, a code emailed, a key locked by
+    wrong codes (see ``keyrelease.service.budget``).
+
+    Kept apart from the keys on purpose: a key's later fate (revoked, locked, purged) must not
+    give its creator the budget back. ``at_ms`` is milliseconds since the epoch, so the
+    conditional insert compares integers on every backend. Entries older than the longest
+    window are pruned.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    admin: fields.ForeignKeyRelation[Admin] = fields.ForeignKeyField(
+        "models.Admin", related_name="budget_entries", on_delete=fields.CASCADE
+    )
+    item = fields.CharEnumField(BudgetItem, max_length=16)
+    at_ms = fields.BigIntField()
+
+    admin_id: int
+
+    class Meta:
+        table = "admin_budget_entry"
+        indexes = (("admin_id", "item", "at_ms"),)

@@ -16,6 +16,12 @@ class VerificationPolicy:
     max_partner_attempts: int = 5
     max_pending_keys_per_admin: int = 5
     max_key_lifetime_days: int = 365
+    #: An admin's budget (keyrelease.service.budget): keys created in any 24 hours, whatever
+    #: became of them; keys locked by wrong codes in any 24 hours before createKey is refused;
+    #: code emails (creates and resends) in any hour.
+    max_keys_per_admin_per_day: int = 20
+    max_locked_keys_per_admin_per_day: int = 3
+    max_code_emails_per_admin_per_hour: int = 10
     #: Every verification failure is answered no sooner than this after the request began,
     #: so a failure that writes (a counted attempt) and one that only reads (unknown key)
     #: take the same time from outside.

@@ -29,7 +29,10 @@ from keyrelease.graphql.inputs import CreateKeyInput, ResendCodeInput, RevealKey
 from keyrelease.graphql.types import (
     AdminType,
     ApiKey,
+    CodeEmailLimitError,
+    DailyKeyLimitError,
     KeyConnection,
+    KeyCreationSuspendedError,
     KeyCredentials,
     KeyEdge,
     KeyNotFoundError,
@@ -43,9 +46,14 @@ from keyrelease.graphql.types import (
 from keyrelease.models import ApiKey as ApiKeyModel
 from keyrelease.service import queries, results
 
-CreateKeyResult = Annotated[ApiKey | ValidationError | PendingKeyLimitError, strawberry.union("CreateKeyResult")]
+CreateKeyResult = Annotated[
+    ApiKey | ValidationError | PendingKeyLimitError | DailyKeyLimitError | CodeEmailLimitError | KeyCreationSuspendedError,
+    strawberry.union("CreateKeyResult"),
+]
 VerifyKeyResult = Annotated[ApiKey | VerificationError | ValidationError, strawberry.union("VerifyKeyResult")]
-ResendCodeResult = Annotated[ApiKey | VerificationError | ValidationError, strawberry.union("ResendCodeResult")]
+ResendCodeResult = Annotated[
+    ApiKey | VerificationError | ValidationError | CodeEmailLimitError, strawberry.union("ResendCodeResult")
+]
 RevealKeyResult = Annotated[KeyCredentials | VerificationError | ValidationError, strawberry.union("RevealKeyResult")]
 RevokeKeyResult = Annotated[ApiKey | KeyNotFoundError | ValidationError, strawberry.union("RevokeKeyResult")]
 
@@ -68,6 +76,12 @@ def _map(result: object) -> Any:
             return ValidationError(field=field, message=message)
         case results.PendingLimitReached():
             return PendingKeyLimitError(message=result.message, limit=result.limit)
+        case results.DailyKeyLimitReached(limit=limit, retry_at=retry_at):
+            return DailyKeyLimitError(message=result.message, limit=limit, retry_at=retry_at)
+        case results.CodeEmailLimitReached(limit=limit, retry_at=retry_at):
+            return CodeEmailLimitError(message=result.message, limit=limit, retry_at=retry_at)
+        case results.KeyCreationSuspended(limit=limit, locked=locked, retry_at=retry_at):
+            return KeyCreationSuspendedError(message=result.message, limit=limit, locked_keys=locked, retry_at=retry_at)
         case results.KeyNotFound(message=message):
             return KeyNotFoundError(message=message)
     raise TypeError(f"unmapped service result {type(result).__name__}")
@@ -142,7 +156,11 @@ class Mutation:
         admin = await info.context.mutating_admin()
         return _map(await info.context.keys.verify_key(admin, input.key_id, input.code))
 
-    @strawberry.mutation(name="resendCode", description="Send a new code (the previous one stops working).")
+    @strawberry.mutation(
+        name="resendCode",
+        description="Send a new code (the previous one stops working). Every failure is the same VerificationError, "
+        "except CodeEmailLimitError for your own resendable key when your hourly code emails are spent.",
+    )
     async def resend_code(self, info: Info[Context, None], input: ResendCodeInput) -> ResendCodeResult:
         admin = await info.context.mutating_admin()
         return _map(await info.context.keys.resend_code(admin, input.key_id))

@@ -52,6 +52,37 @@ class PendingKeyLimitError(Error):
     limit: int
 
 
+@strawberry.type(
+    description="You have created the most keys allowed in any 24 hours "
+    "(KEYRELEASE_MAX_KEYS_PER_ADMIN_PER_DAY), whatever became of them."
+)
+class DailyKeyLimitError(Error):
+    message: str
+    limit: int
+    retry_at: datetime = strawberry.field(name="retryAt", description="From this moment another key can be created.")
+
+
+@strawberry.type(
+    description="The most verification codes allowed in any hour have been emailed to you, creates and resends "
+    "together (KEYRELEASE_MAX_CODE_EMAILS_PER_ADMIN_PER_HOUR). Nothing was sent and nothing was used up."
+)
+class CodeEmailLimitError(Error):
+    message: str
+    limit: int
+    retry_at: datetime = strawberry.field(name="retryAt", description="From this moment another code can be emailed.")
+
+
+@strawberry.type(
+    description="Key creation is suspended: at least `limit` of your keys were locked by wrong codes in the last "
+    "24 hours (KEYRELEASE_MAX_LOCKED_KEYS_PER_ADMIN_PER_DAY). Every admin of your institution has been emailed."
+)
+class KeyCreationSuspendedError(Error):
+    message: str
+    limit: int
+    locked_keys: int = strawberry.field(name="lockedKeys", description="Your keys locked by wrong codes in the last 24 hours.")
+    retry_at: datetime = strawberry.field(name="retryAt", description="From this moment keys can be created again.")
+
+
 @strawberry.type(description="No key with this id is visible to you.")
 class KeyNotFoundError(Error):
     message: str

@@ -52,3 +52,35 @@ async def queue_partner_otp(
         created_at=now,
         next_attempt_at=now,
     )
+
+
+async def queue_creation_suspended(
+    recipient: str,
+    *,
+    admin_email: str,
+    admin_name: str,
+    institution_name: str,
+    locked_keys: int,
+    suspended_until: datetime,
+    expires_at: datetime,
+    now: datetime,
+) -> OutboxMessage:
+    """Tell an admin of the institution that ``admin_email`` may no longer create keys for a
+    while, because too many of its keys locked on wrong codes. Not tied to one key, so it
+    never shows as a key's ``lastDelivery``."""
+    return await OutboxMessage.create(
+        id=uuid.uuid4(),
+        key_id=None,
+        kind=MessageKind.CREATION_SUSPENDED,
+        recipient=recipient,
+        payload={
+            "admin_email": admin_email,
+            "admin_name": admin_name,
+            "institution_name": institution_name,
+            "locked_keys": locked_keys,
+            "suspended_until": suspended_until.isoformat(),
+            "expires_at": expires_at.isoformat(),
+        },
+        created_at=now,
+        next_attempt_at=now,
+    )

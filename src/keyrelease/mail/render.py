@@ -46,8 +46,19 @@ class MailRenderer:
 
     def render(self, message: OutboxMessage) -> EmailMessage:
         payload = message.payload
+        if message.kind is MessageKind.CREATION_SUSPENDED:
+            subject, text, html = self._templates.creation_suspended.render(
+                {
+                    "admin_email": payload["admin_email"],
+                    "admin_name": payload.get("admin_name") or payload["admin_email"],
+                    "institution_name": payload["institution_name"],
+                    "locked_keys": str(payload["locked_keys"]),
+                    "suspended_until": _utc(payload["suspended_until"]),
+                }
+            )
+            return self._message(message, subject, text, html)
         key_id = uuid.UUID(payload["key_id"])
-        expires_at = datetime.fromisoformat(payload["expires_at"]).strftime("%Y-%m-%d %H:%M:%S")
+        expires_at = _utc(payload["expires_at"])
         if message.kind is MessageKind.VERIFICATION_CODE:
             template = self._templates.verification_code
             values = {
@@ -71,6 +82,9 @@ class MailRenderer:
                 "institution_name": payload["institution_name"],
             }
         subject, text, html = template.render(values)
+        return self._message(message, subject, text, html)
+
+    def _message(self, message: OutboxMessage, subject: str, text: str, html: str) -> EmailMessage:
         return EmailMessage(
             message_id=self.message_id(message),
             sender=self._from,
@@ -80,3 +94,7 @@ class MailRenderer:
             html=html,
             headers={"X-Keyrelease-Message-Id": self.message_id(message)},
         )
+
+
+def _utc(iso: str) -> str:
+    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S")

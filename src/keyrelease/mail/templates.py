@@ -57,6 +57,11 @@ KINDS: Mapping[str, Placeholders] = {
         optional=frozenset({"key_name", "partner_name", "institution_name"}),
         secret=frozenset({"otp"}),
     ),
+    "creation_suspended": Placeholders(
+        required=frozenset({"admin_email", "locked_keys", "suspended_until"}),
+        optional=frozenset({"admin_name", "institution_name"}),
+        secret=frozenset(),
+    ),
 }
 
 
@@ -77,6 +82,7 @@ class MailTemplate:
 class MailTemplates:
     verification_code: MailTemplate
     partner_otp: MailTemplate
+    creation_suspended: MailTemplate
     #: Which files were overridden, by path (empty: all defaults).
     overrides: tuple[str, ...] = ()
 

@@ -10,10 +10,11 @@ causes it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
@@ -21,16 +22,26 @@ from tortoise.transactions import in_transaction
 from keyrelease import codes, credentials, metrics, reads, validation
 from keyrelease.clock import Clock
 from keyrelease.mail import outbox
-from keyrelease.models import Admin, ApiKey, EventType, Institution, KeyEvent, KeyKind, LockReason
+from keyrelease.models import Admin, ApiKey, BudgetItem, EventType, Institution, KeyEvent, KeyKind, LockReason
 from keyrelease.policy import VerificationPolicy
+from keyrelease.service import budget
+from keyrelease.service.budget import AdminBudget, Overspent
 from keyrelease.service.results import (
+    CodeEmailLimitReached,
     Credentials,
+    DailyKeyLimitReached,
     InvalidInput,
+    KeyCreationSuspended,
     KeyNotFound,
     PendingLimitReached,
     VerificationFailed,
 )
 from keyrelease.status import KeyStatus, key_status
+
+log = logging.getLogger("keyrelease.keys")
+BudgetRefusal = DailyKeyLimitReached | CodeEmailLimitReached | KeyCreationSuspended
+#: How long a "key creation suspended" alert stays worth sending if the outbox is held up.
+ALERT_TTL = timedelta(days=7)
 
 #: Stands in for a key that does not exist, so the failure path does the same hashing work.
 _ABSENT_KEY = uuid.UUID(int=0)
@@ -75,6 +86,14 @@ async def _event(key_id: uuid.UUID, type_: EventType, at: datetime, detail: str 
     await KeyEvent.create(key_id=key_id, type=type_, at=at, detail=detail)
 
 
+class _Undo(Exception):  # noqa: N818 - not an error: rolls a transaction back and carries the answer
+    """Raised inside a transaction to roll it back; carries the result to return instead."""
+
+    def __init__(self, result: object) -> None:
+        super().__init__()
+        self.result = result
+
+
 class KeyService:
     """The use-cases. Framework-free: callers pass plain values and get values back."""
 
@@ -92,6 +111,7 @@ class KeyService:
         self.clock = clock
         self._region = region
         self._on_mail_queued = on_mail_queued
+        self.budget = AdminBudget(policy)
 
     # -- creation -----------------------------------------------------------------------
 
@@ -104,7 +124,7 @@ class KeyService:
         expires_at: datetime | None = None,
         partner_name: str | None = None,
         partner_email: str | None = None,
-    ) -> ApiKey | InvalidInput | PendingLimitReached:
+    ) -> ApiKey | InvalidInput | PendingLimitReached | BudgetRefusal:
         now = self.clock.now()
         problem = refuse_control_characters(name=name, partnerName=partner_name, partnerEmail=partner_email)
         if problem is not None:
@@ -112,13 +132,35 @@ class KeyService:
         problem = self._check_new_key(now, name, kind, expires_at, partner_name, partner_email)
         if problem is not None:
             return problem
+        try:
+            key = await self._create_key(admin, now, name, kind, expires_at, partner_name, partner_email)
+        except _Undo as undo:
+            return undo.result  # type: ignore[return-value]  # one of the refusals below
+        self._on_mail_queued()
+        return key
+
+    async def _create_key(
+        self,
+        admin: Admin,
+        now: datetime,
+        name: str,
+        kind: KeyKind,
+        expires_at: datetime | None,
+        partner_name: str | None,
+        partner_email: str | None,
+    ) -> ApiKey:
         async with in_transaction():
-            # Lock the admin's row so parallel creates by one admin queue up behind the
-            # pending-count check (a no-op on SQLite, whose writers are serialised anyway).
-            await Admin.select_for_update().filter(id=admin.id).first()
+            # The admin's row lock makes parallel creates by one admin queue up behind the
+            # budget and pending-count checks (see keyrelease.service.budget).
+            await budget.hold(admin.id)
+            overspent = await self.budget.spend(
+                admin.id, now, (BudgetItem.KEY_CREATED, BudgetItem.CODE_EMAIL), self.budget.for_create
+            )
+            if overspent is not None:
+                raise _Undo(self._refusal(overspent))
             pending = await ApiKey.filter(_pending(now), created_by_id=admin.id).count()
             if pending >= self.policy.max_pending_keys_per_admin:
-                return PendingLimitReached(self.policy.max_pending_keys_per_admin)
+                raise _Undo(PendingLimitReached(self.policy.max_pending_keys_per_admin))
             key = await ApiKey.create(
                 id=uuid.uuid4(),
                 institution_id=admin.institution_id,
@@ -138,8 +180,20 @@ class KeyService:
             await _event(key.id, EventType.CREATED, now, key.kind.value)
             await outbox.queue_verification_code(key, code_expires_at=self._code_expiry(key), now=now)
             await _event(key.id, EventType.CODE_SENT, now, f"to {_mask_email(admin.email)}")
-        self._on_mail_queued()
         return key
+
+    def _refusal(self, overspent: Overspent) -> BudgetRefusal:
+        retry_at = _second_up(overspent.reopens_at)
+        metrics.budget_refused(overspent.rule.item.value)
+        limit = overspent.rule.limit
+        match overspent.rule.item:
+            case BudgetItem.KEY_LOCKED:
+                return KeyCreationSuspended(limit=limit, locked=overspent.count, retry_at=retry_at)
+            case BudgetItem.KEY_CREATED:
+                return DailyKeyLimitReached(limit=limit, retry_at=retry_at)
+            case BudgetItem.CODE_EMAIL:
+                return CodeEmailLimitReached(limit=limit, retry_at=retry_at)
+        raise AssertionError(overspent.rule.item)
 
     def _check_new_key(
         self,
@@ -203,7 +257,7 @@ class KeyService:
             if verified is not None:
                 metrics.verification("verified")
                 return verified
-        await self._count_failed_attempt(key.id, now)
+        await self._count_failed_attempt(key, now)
         metrics.verification("failed")
         return await self._failed(started)
 
@@ -234,9 +288,13 @@ class KeyService:
             self._on_mail_queued()
         return fresh
 
-    async def _count_failed_attempt(self, key_id: uuid.UUID, now: datetime) -> None:
+    async def _count_failed_attempt(self, key: ApiKey, now: datetime) -> None:
         limit = self.policy.max_attempts
+        key_id = key.id
+        alerted = False
         async with in_transaction():
+            if key.created_by_id is not None:  # the admin's lock first, as everywhere (no deadlock)
+                await budget.hold(key.created_by_id)
             counted = await ApiKey.filter(_pending(now), id=key_id, attempts_used__lt=limit).update(
                 attempts_used=F("attempts_used") + 1
             )
@@ -251,6 +309,44 @@ class KeyService:
             if locked:
                 await _event(key_id, EventType.LOCKED, now, LockReason.ATTEMPTS.value)
                 metrics.lock(LockReason.ATTEMPTS.value)
+                if key.created_by_id is not None:
+                    alerted = await self._record_attempts_lock(key.created_by_id, now)
+        if alerted:
+            self._on_mail_queued()
+
+    async def _record_attempts_lock(self, admin_id: int, now: datetime) -> bool:
+        """Count a lock against the admin's budget. The lock that brings the admin to the
+        limit suspends their createKey, and mails every admin of the institution; under the
+        admin's row lock exactly one transaction sees the count reach the limit. Whether mail
+        was queued."""
+        await self.budget.record(admin_id, BudgetItem.KEY_LOCKED, now)
+        state = await self.budget.state(admin_id, self.budget.keys_locked, now)
+        if state is None or state.count != state.rule.limit:
+            return False
+        admin = await Admin.get(id=admin_id)
+        institution = await Institution.get(id=admin.institution_id)
+        recipients = await Admin.filter(institution_id=admin.institution_id).order_by("id").values_list("email", flat=True)
+        for recipient in recipients:
+            await outbox.queue_creation_suspended(
+                recipient,  # type: ignore[arg-type]  # flat values_list
+                admin_email=admin.email,
+                admin_name=admin.name,
+                institution_name=institution.name,
+                locked_keys=state.count,
+                suspended_until=_second_up(state.reopens_at),
+                expires_at=now + ALERT_TTL,
+                now=now,
+            )
+        metrics.creation_suspended()
+        log.warning(
+            "admin %d: key creation suspended until %s after %d keys locked by wrong codes in 24 hours; "
+            "%d admin(s) of the institution mailed",
+            admin_id,
+            _second_up(state.reopens_at).isoformat(),
+            state.count,
+            len(recipients),
+        )
+        return True
 
     async def _record_window_lock(self, key_id: uuid.UUID, now: datetime) -> bool:
         """Record that a key's window has closed (its status already reads LOCKED)."""
@@ -289,9 +385,12 @@ class KeyService:
 
     # -- resend -------------------------------------------------------------------------
 
-    async def resend_code(self, admin: Admin, key_id: str) -> ApiKey | InvalidInput | VerificationFailed:
+    async def resend_code(
+        self, admin: Admin, key_id: str
+    ) -> ApiKey | InvalidInput | VerificationFailed | CodeEmailLimitReached:
         """Issue a new code (invalidating the previous one). Never resets attempts, never
-        extends the window."""
+        extends the window. Refused with :class:`CodeEmailLimitReached` when the admin's
+        hourly code-email budget is spent (the key's own resend is then not used up)."""
         if (problem := refuse_control_characters(keyId=key_id)) is not None:
             metrics.resend("refused")
             return problem
@@ -300,28 +399,40 @@ class KeyService:
         parsed = parse_key_id(key_id)
         if parsed is None:
             return await self._failed(started)
-        async with in_transaction():
-            issued = await ApiKey.filter(
-                _pending(now),
-                id=parsed,
-                created_by_id=admin.id,
-                resends_used__lt=self.policy.max_resends,
-            ).update(
-                resends_used=F("resends_used") + 1,
-                code_generation=F("code_generation") + 1,
-                code_issued_at=now,
-            )
-            if issued:
-                key = await ApiKey.get(id=parsed)
-                await outbox.queue_verification_code(key, code_expires_at=self._code_expiry(key), now=now)
-                await _event(
-                    key.id,
-                    EventType.CODE_RESENT,
-                    now,
-                    f"resend {key.resends_used} of {self.policy.max_resends} to {_mask_email(key.notify_email or '')}",
+        try:
+            async with in_transaction():
+                await budget.hold(admin.id)
+                issued = await ApiKey.filter(
+                    _pending(now),
+                    id=parsed,
+                    created_by_id=admin.id,
+                    resends_used__lt=self.policy.max_resends,
+                ).update(
+                    resends_used=F("resends_used") + 1,
+                    code_generation=F("code_generation") + 1,
+                    code_issued_at=now,
                 )
-            else:
-                await self._record_window_lock(parsed, now)
+                if issued:
+                    # Only the admin's own resendable key gets this far, so the typed refusal
+                    # below tells them nothing about any other key.
+                    overspent = await self.budget.spend(
+                        admin.id, now, (BudgetItem.CODE_EMAIL,), (self.budget.code_emails,)
+                    )
+                    if overspent is not None:
+                        raise _Undo(self._refusal(overspent))
+                    key = await ApiKey.get(id=parsed)
+                    await outbox.queue_verification_code(key, code_expires_at=self._code_expiry(key), now=now)
+                    await _event(
+                        key.id,
+                        EventType.CODE_RESENT,
+                        now,
+                        f"resend {key.resends_used} of {self.policy.max_resends} to {_mask_email(key.notify_email or '')}",
+                    )
+                else:
+                    await self._record_window_lock(parsed, now)
+        except _Undo as undo:
+            metrics.resend("limited")
+            return undo.result  # type: ignore[return-value]  # a CodeEmailLimitReached
         if not issued:
             metrics.resend("refused")
             return await self._failed(started)
@@ -462,6 +573,11 @@ class KeyService:
         if key.partner_otp_issued_at is None:
             return None
         return key.partner_otp_issued_at + self.policy.partner_otp_ttl
+
+
+def _second_up(moment: datetime) -> datetime:
+    """Whole seconds, rounded up: never a moment at which the request would still be refused."""
+    return moment.replace(microsecond=0) + timedelta(seconds=1) if moment.microsecond else moment
 
 
 def _clean_optional(value: str | None) -> str | None:

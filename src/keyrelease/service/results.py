@@ -7,6 +7,7 @@ HTTP layer never sees an exception for an ordinary refusal.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 #: The one answer to every failed verifyKey, resendCode and revealKey, whatever the cause:
 #: wrong, expired or superseded code, locked key, key past its window, already verified or
@@ -37,6 +38,59 @@ class PendingLimitReached:
         return (
             f"You already have {self.limit} keys waiting for verification. "
             "Verify one of them, or wait until its window closes, before creating another."
+        )
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@dataclass(frozen=True)
+class DailyKeyLimitReached:
+    """The admin created ``limit`` keys in the last 24 hours; the next may be created at ``retry_at``."""
+
+    limit: int
+    retry_at: datetime
+
+    @property
+    def message(self) -> str:
+        return (
+            f"You have created {self.limit} keys in the last 24 hours, the most allowed. "
+            f"You can create another from {_when(self.retry_at)}."
+        )
+
+
+@dataclass(frozen=True)
+class CodeEmailLimitReached:
+    """``limit`` verification codes were emailed to the admin in the last hour (creates and
+    resends together); the next may be sent at ``retry_at``."""
+
+    limit: int
+    retry_at: datetime
+
+    @property
+    def message(self) -> str:
+        return (
+            f"{self.limit} verification codes have been emailed to you in the last hour, the most allowed. "
+            f"No other code can be sent before {_when(self.retry_at)}."
+        )
+
+
+@dataclass(frozen=True)
+class KeyCreationSuspended:
+    """``locked`` of the admin's keys were locked by wrong codes in the last 24 hours (at least
+    ``limit``): no createKey before ``retry_at``. Every admin of the institution has been mailed."""
+
+    limit: int
+    locked: int
+    retry_at: datetime
+
+    @property
+    def message(self) -> str:
+        return (
+            f"Key creation is suspended until {_when(self.retry_at)}: {self.locked} of your keys were locked "
+            "by wrong verification codes in the last 24 hours, and every admin of your institution has been told. "
+            "If you did not enter those codes, someone else may hold your admin token: have it revoked."
         )
 
 

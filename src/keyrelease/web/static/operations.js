@@ -55,8 +55,8 @@ export const CREATE_KEY = `
     createKey(input: $input) {
       __typename
       ... on ApiKey { ...KeyFields }
-      ... on ValidationError { field message }
-      ... on PendingKeyLimitError { message limit }
+      ... on ValidationError { field }
+      ... on Error { message }
     }
   }
   ${KEY_FIELDS}
@@ -79,8 +79,8 @@ export const RESEND_CODE = `
     resendCode(input: $input) {
       __typename
       ... on ApiKey { ...KeyFields }
-      ... on VerificationError { message }
-      ... on ValidationError { field message }
+      ... on Error { message }
+      ... on ValidationError { field }
     }
   }
   ${KEY_FIELDS}
