@@ -13,7 +13,7 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from tortoise.expressions import F, Q
@@ -76,6 +76,10 @@ class KeyService:
         self.clock = clock
         self._region = region
         self._on_mail_queued = on_mail_queued
+        #: The failure floor's stopwatch and wait (:meth:`_failed`); tests replace them to see
+        #: the wait each failure asks for instead of timing it.
+        self.monotonic: Callable[[], float] = time.perf_counter
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     # -- creation -----------------------------------------------------------------------
 
@@ -168,7 +172,7 @@ class KeyService:
         after the same minimum time. A failure on the creator's pending key counts one
         attempt; the last allowed failure locks the key.
         """
-        started = time.perf_counter()
+        started = self.monotonic()
         if not codes.CODE_PATTERN.match(code):
             metrics.verification("invalid")
             return InvalidInput("code", "The code is six digits, 0-9.")
@@ -264,9 +268,9 @@ class KeyService:
         return recorded
 
     async def _failed(self, started: float) -> VerificationFailed:
-        remaining = self.policy.failure_floor_ms / 1000 - (time.perf_counter() - started)
+        remaining = self.policy.failure_floor_ms / 1000 - (self.monotonic() - started)
         if remaining > 0:
-            await asyncio.sleep(remaining)
+            await self.sleep(remaining)
         return VerificationFailed()
 
     # -- resend -------------------------------------------------------------------------
@@ -274,7 +278,7 @@ class KeyService:
     async def resend_code(self, admin: Admin, key_id: str) -> ApiKey | VerificationFailed:
         """Issue a new code (invalidating the previous one). Never resets attempts, never
         extends the window."""
-        started = time.perf_counter()
+        started = self.monotonic()
         now = self.clock.now()
         parsed = parse_key_id(key_id)
         if parsed is None:
@@ -312,7 +316,7 @@ class KeyService:
 
     async def reveal_key(self, admin: Admin, key_id: str) -> Credentials | VerificationFailed:
         """Mint and return an institutional key's secret, once, to the admin who created it."""
-        started = time.perf_counter()
+        started = self.monotonic()
         now = self.clock.now()
         parsed = parse_key_id(key_id)
         secret = credentials.new_client_secret()
@@ -338,7 +342,7 @@ class KeyService:
     async def reveal_partner_key(self, key_id: str, one_time_password: str) -> Credentials | VerificationFailed:
         """The partner's retrieval: the emailed OTP returns the credentials once. Wrong OTPs
         count; the last allowed one locks partner retrieval for the key."""
-        started = time.perf_counter()
+        started = self.monotonic()
         now = self.clock.now()
         parsed = parse_key_id(key_id)
         key = await reads.get(ApiKey, id=parsed, kind=KeyKind.PARTNER) if parsed else None
