@@ -18,14 +18,14 @@ import time
 import asyncpg
 import httpx
 import pytest
-from conftest import POSTGRES_SERVER, base_env, empty_postgres
+from conftest import base_env, empty_postgres, missing, needs_postgres
 from dbutil import asyncpg_url, query
 from liveserver import KEYRELEASE, Server, free_port, run_cli
 from mailservers import RecordingHandler, reserve_port, start_smtp_server
 
 pytestmark = [
     pytest.mark.live,
-    pytest.mark.skipif(not POSTGRES_SERVER, reason="needs KEYRELEASE_TEST_POSTGRES_URL"),
+    needs_postgres,
 ]
 
 CREATE = "mutation($i: CreateKeyInput!) { createKey(input: $i) { __typename ... on ApiKey { id } } }"
@@ -70,7 +70,7 @@ def env(pg, tmp_path):
     )
 
 
-@pytest.mark.skipif(not os.path.isdir("/etc/postgresql"), reason="needs a local PostgreSQL cluster to restart")
+@pytest.mark.skipif(not os.path.isdir("/etc/postgresql"), reason=missing("a local PostgreSQL cluster to restart (/etc/postgresql)"))
 async def test_postgres_restart_under_load(env, tmp_path):
     token = admin_token(env, "restart@faults.example")
     server = Server(env=env, log_path=tmp_path / "server.log").start()
