@@ -374,9 +374,10 @@ async def code_for_key(api: Api, admin: AdminUser, key_name: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def running_app(settings: Settings, clock: FrozenClock) -> AsyncIterator[Api]:
-    """A second (or third) app on the same database, e.g. after a configuration change."""
-    application = create_app(settings, clock=clock)
+async def running_app(settings: Settings, clock: FrozenClock, application: Any = None) -> AsyncIterator[Api]:
+    """A second (or third) app on the same database, e.g. after a configuration change; or
+    ``application``, built by the test and adjusted before it starts."""
+    application = application or create_app(settings, clock=clock)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://keyrelease.test") as http:
