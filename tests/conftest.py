@@ -41,10 +41,62 @@ CODE_LINE = re.compile(r"^Verification code: (\d{6})$", re.MULTILINE)
 OTP_LINE = re.compile(r"^One-time password: ([A-Z2-7-]+)$", re.MULTILINE)
 
 
-#: Every test that touches the database runs on SQLite, and on PostgreSQL too when
-#: KEYRELEASE_TEST_POSTGRES_URL names a server (e.g. postgres://postgres@127.0.0.1:5432/postgres).
+#: A skip whose reason starts with this names a part of the test environment that is absent
+#: (PostgreSQL, Chromium, Node, wrk). Such skips are always listed with their reason (``-rs``);
+#: under ``CI=true`` they fail the run instead (:func:`pytest_runtest_makereport`), so a CI
+#: machine that lost a service cannot pass by skipping what needs it.
+MISSING = "missing from this environment: "
+IN_CI = os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def missing(what: str) -> str:
+    """The reason for skipping a test that needs ``what``, which this machine does not have."""
+    return MISSING + what
+
+
+#: Every test that touches the database runs on SQLite and on PostgreSQL. The PostgreSQL
+#: variants are always collected; without KEYRELEASE_TEST_POSTGRES_URL they are skipped, saying why.
 POSTGRES_SERVER = os.environ.get("KEYRELEASE_TEST_POSTGRES_URL", "").strip()
-BACKENDS = ["sqlite", "postgres"] if POSTGRES_SERVER else ["sqlite"]
+BACKENDS = ["sqlite", "postgres"]
+NO_POSTGRES = missing(
+    "PostgreSQL (set KEYRELEASE_TEST_POSTGRES_URL, e.g. postgres://postgres@127.0.0.1:5432/postgres)"
+)
+#: For tests that need PostgreSQL whatever the backend parameter.
+needs_postgres = pytest.mark.skipif(not POSTGRES_SERVER, reason=NO_POSTGRES)
+
+
+def needs_executable(path: str, install: str) -> pytest.MarkDecorator:
+    """Skip (fail under CI) unless ``path`` is an executable: an absolute path, exactly as the
+    test runs it, or a name looked up on PATH (e.g. ``node``). ``install`` says how to get it."""
+    found = os.access(path, os.X_OK) if os.path.isabs(path) else shutil.which(path) is not None
+    return pytest.mark.skipif(not found, reason=missing(f"{path} ({install})"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    _missing_environment(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    report = yield
+    _missing_environment(report)  # a module skipped as a whole
+    return report
+
+
+def _missing_environment(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """A skip for want of the environment: a failure under CI; otherwise reported at this file,
+    so the summary folds every such skip into one line per missing part, with its count."""
+    if not (report.skipped and isinstance(report.longrepr, tuple) and MISSING in report.longrepr[2]):
+        return
+    reason = report.longrepr[2].removeprefix("Skipped: ")
+    if IN_CI:
+        report.outcome = "failed"
+        report.longrepr = f"CI=true, so a test may not skip for want of its environment: {reason}"
+    else:
+        report.longrepr = (__file__, None, reason)
 
 
 @contextlib.contextmanager
@@ -58,7 +110,7 @@ def scratch_postgres(prefix: str) -> Iterator[str]:
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test run, migrated once, dropped at the end."""
     if not POSTGRES_SERVER:
-        pytest.skip("KEYRELEASE_TEST_POSTGRES_URL is not set")
+        pytest.skip(NO_POSTGRES)
     with scratch_postgres("keyrelease_test") as url:
         asyncio.run(db.apply_migrations(url))
         yield url
@@ -76,7 +128,7 @@ def empty_postgres(url: str) -> None:
 
 
 @pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, migrated_template: Path) -> str:
+def database_url(request: pytest.FixtureRequest) -> str:
     """A migrated, empty database: a copy of a SQLite template, or the run's PostgreSQL
     database with every table emptied."""
     # Tortoise caches INSERT/DELETE statements per connection name, in the first backend's
@@ -86,7 +138,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, migrated_templa
         url = request.getfixturevalue("postgres_url")
         empty_postgres(url)
         return url
-    shutil.copy(migrated_template, tmp_path / "keyrelease.sqlite3")
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    shutil.copy(request.getfixturevalue("migrated_template"), tmp_path / "keyrelease.sqlite3")
     return f"sqlite://{tmp_path / 'keyrelease.sqlite3'}"
 
 
@@ -361,9 +414,10 @@ async def code_for_key(api: Api, admin: AdminUser, key_name: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def running_app(settings: Settings, clock: FrozenClock) -> AsyncIterator[Api]:
-    """A second (or third) app on the same database, e.g. after a configuration change."""
-    application = create_app(settings, clock=clock)
+async def running_app(settings: Settings, clock: FrozenClock, application: Any = None) -> AsyncIterator[Api]:
+    """A second (or third) app on the same database, e.g. after a configuration change; or
+    ``application``, built by the test and adjusted before it starts."""
+    application = application or create_app(settings, clock=clock)
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://keyrelease.test") as http:

@@ -18,14 +18,14 @@ import time
 import asyncpg
 import httpx
 import pytest
-from conftest import POSTGRES_SERVER, base_env, empty_postgres
+from conftest import base_env, empty_postgres, missing, needs_postgres
 from dbutil import asyncpg_url, query
 from liveserver import KEYRELEASE, Server, free_port, run_cli
 from mailservers import RecordingHandler, reserve_port, start_smtp_server
 
 pytestmark = [
     pytest.mark.live,
-    pytest.mark.skipif(not POSTGRES_SERVER, reason="needs KEYRELEASE_TEST_POSTGRES_URL"),
+    needs_postgres,
 ]
 
 CREATE = "mutation($i: CreateKeyInput!) { createKey(input: $i) { __typename ... on ApiKey { id } } }"
@@ -70,12 +70,14 @@ def env(pg, tmp_path):
     )
 
 
-@pytest.mark.skipif(not os.path.isdir("/etc/postgresql"), reason="needs a local PostgreSQL cluster to restart")
+@pytest.mark.skipif(not os.path.isdir("/etc/postgresql"), reason=missing("a local PostgreSQL cluster to restart (/etc/postgresql)"))
 async def test_postgres_restart_under_load(env, tmp_path):
     token = admin_token(env, "restart@faults.example")
     server = Server(env=env, log_path=tmp_path / "server.log").start()
     headers = {"Authorization": f"Bearer {token}"}
     outcomes: list[tuple[int, str, float]] = []
+    #: (sent, answered, status) of every request, on the same clock as the outage below.
+    timeline: list[tuple[float, float, int]] = []
     created: list[str] = []
     stop = asyncio.Event()
 
@@ -91,12 +93,14 @@ async def test_postgres_restart_under_load(env, tmp_path):
                     headers=headers,
                 )
                 outcomes.append((response.status_code, response.text, time.monotonic() - started))
+                timeline.append((started, time.monotonic(), response.status_code))
                 data = (response.json().get("data") or {}) if response.status_code == 200 else {}
                 key = (data.get("createKey") or {}).get("id")
                 if key:
                     created.append(key)
             except httpx.HTTPError as err:
                 outcomes.append((0, repr(err), time.monotonic() - started))
+                timeline.append((started, time.monotonic(), 0))
             await asyncio.sleep(0.02)
 
     try:
@@ -104,7 +108,9 @@ async def test_postgres_restart_under_load(env, tmp_path):
             workers = [asyncio.create_task(load(http)) for _ in range(3)]
             await asyncio.sleep(1)
             before = len(created)
+            outage_began = time.monotonic()
             await asyncio.to_thread(restart_postgres)
+            outage_ended = time.monotonic()
             await asyncio.sleep(3)
             stop.set()
             await asyncio.gather(*workers)
@@ -114,6 +120,10 @@ async def test_postgres_restart_under_load(env, tmp_path):
     finally:
         server.stop()
     assert before > 0, "load ran before the restart"
+    # Requests really landed while PostgreSQL restarted, and each was answered cleanly.
+    during = [status for sent, _, status in timeline if outage_began <= sent <= outage_ended]
+    assert during, "no request was sent while PostgreSQL restarted"
+    assert set(during) <= {200, 503}, during
     statuses = {status for status, _, _ in outcomes}
     assert statuses <= {200, 503}, [o for o in outcomes if o[0] not in (200, 503)][:3]
     assert all(elapsed < 10 for _, _, elapsed in outcomes), max(e for _, _, e in outcomes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import POSTGRES_SERVER, base_env, scratch_postgres
+from conftest import NO_POSTGRES, POSTGRES_SERVER, base_env, scratch_postgres
 from liveserver import Server, run_cli
 from tortoise.cli.cli import tortoise_cli_context
 from tortoise.migrations.autodetector import MigrationAutodetector
@@ -45,7 +45,7 @@ def test_serve_migrates_sqlite_by_itself(tmp_path):
 @pytest.fixture
 def empty_postgres_database():
     if not POSTGRES_SERVER:
-        pytest.skip("KEYRELEASE_TEST_POSTGRES_URL is not set")
+        pytest.skip(NO_POSTGRES)
     with scratch_postgres("keyrelease_migrate") as url:
         yield url
 

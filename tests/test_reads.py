@@ -74,11 +74,11 @@ class _Broken:
         pass
 
 
-async def test_reads_fall_back_to_the_orm_when_their_connection_cannot_answer(api, client, monkeypatch, database_url):
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the read-only connection is SQLite's alone
+async def test_reads_fall_back_to_the_orm_when_their_sqlite_connection_cannot_answer(api, client, monkeypatch, database_url):
     ada = await api.admin()
     key, creds = await released_key(api, ada)
-    if database_url.startswith("sqlite://"):
-        assert reads._sqlite.connection is not None  # the fast path is in use on a SQLite file
+    assert reads._sqlite.connection is not None  # the fast path is in use on a SQLite file
     monkeypatch.setattr(reads._sqlite, "connection", _Broken())
 
     assert (await request_token(client, creds["clientId"], creds["clientSecret"])).status_code == 200

@@ -15,7 +15,7 @@ from collections import Counter
 
 import httpx
 import pytest
-from conftest import POSTGRES_SERVER, SECRET_KEY, base_env, empty_postgres
+from conftest import SECRET_KEY, base_env, empty_postgres, needs_postgres
 from dbutil import query
 from liveserver import KEYRELEASE, Server, run_cli
 from mailservers import smtp_server
@@ -24,7 +24,7 @@ from keyrelease.codes import verification_code
 
 pytestmark = [
     pytest.mark.live,
-    pytest.mark.skipif(not POSTGRES_SERVER, reason="needs KEYRELEASE_TEST_POSTGRES_URL"),
+    needs_postgres,
 ]
 
 VERIFY = "mutation($i: VerifyKeyInput!) { verifyKey(input: $i) { __typename } }"

@@ -66,7 +66,8 @@ class Dispatcher:
         self._clock = clock
         self._lease = timedelta(seconds=lease_seconds)
         self._send_timeout = lease_seconds / 2
-        self._poll = poll_seconds
+        #: How long an idle dispatcher waits for a wake-up (:meth:`wake`) before it looks anyway.
+        self.poll_seconds = poll_seconds
         self.max_attempts = max_attempts
         self._first_retry = first_retry_seconds
         self._max_retry = max_retry_seconds
@@ -119,7 +120,7 @@ class Dispatcher:
                 continue  # the last look found a full batch: more may be due
             # Otherwise wait for the next poll, or for mail queued meanwhile (it set the event).
             try:
-                await asyncio.wait_for(self._wake.wait(), self._poll)
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
             except TimeoutError:
                 pass
             self._wake.clear()
