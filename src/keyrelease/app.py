@@ -79,7 +79,7 @@ def create_app(
         ClientAuthenticator(clock=clock, last_use=last_use),
         TokenIssuer(
             load_key_ring(settings),  # signing keys are read once, here
-            issuer=settings.jwt_issuer or settings.public_url,
+            issuer=settings.token_issuer,
             audience=settings.jwt_audience,
             ttl_seconds=settings.token_ttl_seconds,
             scope=settings.token_scope,
@@ -88,7 +88,12 @@ def create_app(
         limiter=limiter,
         trusted_proxies=settings.trusted_proxies,
     )
-    graphql_app = BodyLimit(GraphQLView(schema, keys=keys, clock=clock), settings.max_body_bytes)
+    graphql_app = BodyLimit(
+        GraphQLView(
+            schema, keys=keys, clock=clock, max_unauthenticated_bytes=settings.graphql_max_unauthenticated_bytes
+        ),
+        settings.max_body_bytes,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
