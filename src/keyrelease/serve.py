@@ -12,11 +12,15 @@ import resource
 import socket
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from keyrelease import db
 from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
 from keyrelease.http_protocols import protocol_class
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 #: File descriptors beyond the connections: the database pool's, log and data files, listener.
 _SPARE_DESCRIPTORS = 64
@@ -34,27 +38,38 @@ class ServeOptions:
 
 
 def serve(options: ServeOptions, settings: Settings) -> int:
-    try:
-        sock = bind(options.host, options.port, settings.listen_backlog)
-    except OSError as err:
-        reason = err.strerror or type(err).__name__
-        print(f"keyrelease: cannot listen on {address(options.host, options.port)}: {reason.lower()}", file=sys.stderr)
-        return 1
-    try:
-        return _run(sock, options, settings)
-    finally:
-        sock.close()
-
-
-def _run(sock: socket.socket, options: ServeOptions, settings: Settings) -> int:
-    import uvicorn
-
+    """Build the app (every setting and the mail transport checked), take the address, then
+    announce and run. With ``--port 0`` the address is taken first, to learn the port."""
     from keyrelease.app import create_app
 
-    port = sock.getsockname()[1]
+    sock = _listen(options, settings) if options.port == 0 else None
+    if options.port == 0 and sock is None:
+        return 1
+    port = sock.getsockname()[1] if sock is not None else options.port
     settings = settings.served_at(public_url_for(options.host, port))
     _ensure_descriptors(settings)
     app = create_app(settings, migrate=options.migrate or db.is_sqlite(settings.database_url))
+    sock = sock or _listen(options, settings)
+    if sock is None:
+        return 1
+    try:
+        _announce(options, settings, port)
+        _run(app, sock, options, settings)
+    finally:
+        sock.close()
+    return 0
+
+
+def _listen(options: ServeOptions, settings: Settings) -> socket.socket | None:
+    try:
+        return bind(options.host, options.port, settings.listen_backlog)
+    except OSError as err:
+        reason = (err.strerror or type(err).__name__).lower()
+        print(f"keyrelease: cannot listen on {address(options.host, options.port)}: {reason}", file=sys.stderr)
+        return None
+
+
+def _announce(options: ServeOptions, settings: Settings, port: int) -> None:
     print(
         f"keyrelease serving on http://{address(options.host, port)}/ (admin console; GraphQL at /graphql) "
         f"(database {_redact(settings.database_url)}, mail transport {settings.mail_transport})",
@@ -78,6 +93,11 @@ def _run(sock: socket.socket, options: ServeOptions, settings: Settings) -> int:
             ".venv/bin/keyrelease admin create --institution 'Example University' --email you@example.org",
             flush=True,
         )
+
+
+def _run(app: Starlette, sock: socket.socket, options: ServeOptions, settings: Settings) -> None:
+    import uvicorn
+
     config = uvicorn.Config(
         app,
         log_level=options.log_level,
@@ -95,7 +115,6 @@ def _run(sock: socket.socket, options: ServeOptions, settings: Settings) -> int:
         backlog=settings.listen_backlog,
     )
     uvicorn.Server(config).run(sockets=[sock])
-    return 0
 
 
 def bind(host: str, port: int, backlog: int) -> socket.socket:
