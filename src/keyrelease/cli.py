@@ -40,16 +40,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import logging
-
     from keyrelease.worker import run_worker
 
-    settings = _settings()
-    if not settings.public_url_configured:
-        logging.getLogger("keyrelease").warning(
-            "KEYRELEASE_PUBLIC_URL is not set: partner emails link to %s/partner", settings.public_url
-        )
-    asyncio.run(run_worker(settings))
+    asyncio.run(run_worker(_settings()))
     return 0
 
 
