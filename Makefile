@@ -17,9 +17,12 @@ $(STAMP): pyproject.toml requirements.lock examples/keyrelease-webhook/pyproject
 
 install: $(STAMP)
 
-## Start the service on SQLite with console mail (http://127.0.0.1:8000/graphql).
+## Start the service on SQLite with console mail (http://127.0.0.1:8000/graphql);
+## `make run PORT=18080 HOST=0.0.0.0` for another address.
+HOST ?= 127.0.0.1
+PORT ?= 8000
 run: install
-	$(BIN)/keyrelease serve
+	$(BIN)/keyrelease serve --host $(HOST) --port $(PORT)
 
 ## Run the static checks, then the whole test suite.
 test: install lint

@@ -35,6 +35,14 @@ from keyrelease.exceptions import ConfigError
         ("KEYRELEASE_MAIL_FROM", "not an address"),
         ("KEYRELEASE_ENV", "staging"),
         ("KEYRELEASE_GRAPHQL_INTROSPECTION", "maybe"),
+        ("KEYRELEASE_HEADER_TIMEOUT_SECONDS", "0"),
+        ("KEYRELEASE_KEEP_ALIVE_SECONDS", "soon"),
+        ("KEYRELEASE_MAX_CONNECTIONS", "5"),
+        ("KEYRELEASE_LISTEN_BACKLOG", "0"),
+        ("KEYRELEASE_MAX_HEADER_BYTES", "100"),
+        ("KEYRELEASE_GRAPHQL_MAX_UNAUTHENTICATED_BYTES", "10"),
+        ("KEYRELEASE_PUBLIC_URL", "keys.uni.example"),
+        ("KEYRELEASE_PUBLIC_URL", "http://keys uni.example"),
     ],
 )
 def test_invalid_values_name_the_variable(tmp_path, variable, value):
@@ -84,3 +92,19 @@ def test_bad_value_fails_serve_at_start_up(tmp_path):
     assert result.returncode == 2
     assert "KEYRELEASE_MAX_ATTEMPTS" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_public_url_follows_the_address_served_unless_it_is_set(tmp_path):
+    derived = Settings.from_env(base_env(tmp_path)).served_at("http://127.0.0.1:18080")
+    assert (derived.public_url, derived.token_issuer) == ("http://127.0.0.1:18080", "http://127.0.0.1:18080")
+    configured = Settings.from_env(base_env(tmp_path, KEYRELEASE_PUBLIC_URL="https://keys.uni.example/"))
+    assert configured.served_at("http://127.0.0.1:18080").public_url == "https://keys.uni.example"
+    issuer = Settings.from_env(base_env(tmp_path, KEYRELEASE_JWT_ISSUER="https://idp.uni.example"))
+    assert issuer.served_at("http://127.0.0.1:18080").token_issuer == "https://idp.uni.example"
+
+
+def test_a_connection_cap_beyond_the_open_file_limit_fails_serve_naming_the_variable(tmp_path):
+    result = run_cli(base_env(tmp_path, KEYRELEASE_MAX_CONNECTIONS="1000000"), "serve", "--port", "0")
+    assert result.returncode == 2
+    assert result.stderr.startswith("configuration error: KEYRELEASE_MAX_CONNECTIONS: 1000000 connections need")
+    assert "serving on" not in result.stdout

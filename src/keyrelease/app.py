@@ -81,7 +81,7 @@ def create_app(
         ClientAuthenticator(clock=clock, last_use=last_use),
         TokenIssuer(
             load_key_ring(settings),  # signing keys are read once, here
-            issuer=settings.jwt_issuer or settings.public_url,
+            issuer=settings.token_issuer,
             audience=settings.jwt_audience,
             ttl_seconds=settings.token_ttl_seconds,
             scope=settings.token_scope,
@@ -90,7 +90,12 @@ def create_app(
         limiter=limiter,
         trusted_proxies=settings.trusted_proxies,
     )
-    graphql_app: ASGIApp = BodyLimit(GraphQLView(schema, keys=keys, clock=clock), settings.max_body_bytes)
+    graphql_app: ASGIApp = BodyLimit(
+        GraphQLView(
+            schema, keys=keys, clock=clock, max_unauthenticated_bytes=settings.graphql_max_unauthenticated_bytes
+        ),
+        settings.max_body_bytes,
+    )
     graphql_methods = ["GET", "POST"]
     if settings.cors_origins:
         graphql_app = AllowlistCORS(graphql_app, settings.cors_origins)

@@ -13,7 +13,7 @@ from typing import TextIO, TypeVar
 
 from keyrelease import config, db, logs
 from keyrelease.clock import SystemClock
-from keyrelease.config import Settings, redact_url
+from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
 
 T = TypeVar("T")
@@ -24,36 +24,12 @@ def _settings() -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from keyrelease.serve import ServeOptions, serve
 
-    from keyrelease.app import create_app
-
-    settings = _settings()
-    migrate = args.migrate or db.is_sqlite(settings.database_url)
-    app = create_app(settings, migrate=migrate)
-    print(
-        f"keyrelease serving on http://{args.host}:{args.port}/ (admin console; GraphQL at /graphql) "
-        f"(database {redact_url(settings.database_url)}, mail transport {settings.mail_transport})",
-        flush=True,
+    options = ServeOptions(
+        host=args.host, port=args.port, migrate=args.migrate, log_level=args.log_level, http=args.http, loop=args.loop
     )
-    if settings.mail_transport == "console":
-        print(
-            "Create an admin token in another terminal: "
-            ".venv/bin/keyrelease admin create --institution 'Example University' --email you@example.org",
-            flush=True,
-        )
-    # log_config=None: uvicorn's loggers go through ours (text or JSON, with the request id).
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        proxy_headers=False,
-        log_config=None,
-        http=args.http,
-        loop=args.loop,
-    )
-    return 0
+    return serve(options, _settings())
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -233,6 +209,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError("must be a port number, 0 to 65535")
+    return int(text)
+
+
 def _days(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 3650:
         raise argparse.ArgumentTypeError("must be a whole number of days, 1 to 3650")
@@ -243,11 +225,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keyrelease", description="Verified key release service.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="Run the HTTP service (GraphQL, token endpoint).")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve = sub.add_parser(
+        "serve",
+        help="Run the HTTP service (GraphQL, token endpoint).",
+        description="Run the HTTP service: the admin console at /, GraphQL at /graphql, the token endpoint. "
+        "Unless KEYRELEASE_PUBLIC_URL is set, links in emails and the tokens' issuer use the address "
+        "served here. Connection limits are KEYRELEASE_* settings (docs/configuration.md).",
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1",
+        help="Address to listen on (default: %(default)s, this machine only; 0.0.0.0 for every IPv4 interface).",
+    )
+    serve.add_argument(
+        "--port", type=_port, default=8000,
+        help="TCP port to listen on (default: %(default)s; 0 picks a free one).",
+    )
     serve.add_argument("--migrate", action="store_true", help="Apply migrations first (always on SQLite).")
-    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+        help="The least severe log records shown (default: %(default)s).",
+    )
     serve.add_argument(
         "--http", default="auto", choices=["auto", "httptools", "h11"],
         help="HTTP parser (auto: httptools, installed with keyrelease; h11: uvicorn's pure-Python one).",

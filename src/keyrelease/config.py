@@ -31,6 +31,8 @@ DEVELOPMENT_TRANSPORTS = {
 _CLAIM = re.compile(r"[\x21-\x7e]{1,200}")
 _ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+_PUBLIC_URL = re.compile(r"https?://[\x21-\x7e]{1,190}")
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,15 @@ class Settings:
     plugins: tuple[str, ...] | None = None
     policy: VerificationPolicy = field(default_factory=VerificationPolicy)
     region: str = "us-east-1"
-    public_url: str = "http://127.0.0.1:8000"
+    #: Base of links in emails and the default token issuer. Unset, ``keyrelease serve``
+    #: derives it from the address it listens on (:meth:`served_at`).
+    public_url: str = DEFAULT_PUBLIC_URL
+    public_url_configured: bool = False
     graphql_introspection: bool = True
     graphql_max_depth: int = 10
     graphql_max_tokens: int = 2000
+    #: The largest GraphQL document (bytes) accepted without an admin token; refused before parsing.
+    graphql_max_unauthenticated_bytes: int = 2048
     max_body_bytes: int = 64 * 1024
     dispatcher_enabled: bool = True
     #: Access tokens (see docs/tokens.md). ``jwt_issuer`` empty means ``public_url``.
@@ -74,6 +81,15 @@ class Settings:
     #: PostgreSQL pool bounds, and the deadline within which every HTTP request is answered.
     database_pool: PoolSettings = field(default_factory=PoolSettings)
     request_timeout_seconds: int = 10
+    #: Connections (docs/configuration.md, "Connections"): the deadline for a request's
+    #: headers, the idle time allowed between requests, the open connections per process
+    #: beyond which requests get 503, the kernel's queue of connections not yet accepted, and
+    #: the largest request line plus headers.
+    header_timeout_seconds: int = 5
+    keep_alive_seconds: int = 5
+    max_connections: int = 1000
+    listen_backlog: int = 2048
+    max_header_bytes: int = 16 * 1024
     #: Rate limits (docs/configuration.md): the rules, where counters live (``database``:
     #: shared by every instance; ``memory``: this process only; ``auto``: memory on SQLite,
     #: database on PostgreSQL), and the proxies whose X-Forwarded-For is believed.
@@ -108,6 +124,16 @@ class Settings:
         if self.rate_limit_store == "auto":
             return self.database_url.startswith("sqlite://")
         return self.rate_limit_store == "memory"
+
+    @property
+    def token_issuer(self) -> str:
+        """The ``iss`` of access tokens: KEYRELEASE_JWT_ISSUER, else the public URL."""
+        return self.jwt_issuer or self.public_url
+
+    def served_at(self, url: str) -> Settings:
+        """These settings for a server listening at ``url``: the public URL (and with it the
+        token issuer) becomes ``url`` unless KEYRELEASE_PUBLIC_URL was set."""
+        return self if self.public_url_configured else replace(self, public_url=url)
 
     def with_policy(self, **changes: Any) -> Settings:
         return replace(self, policy=replace(self.policy, **changes))
@@ -149,7 +175,9 @@ class Settings:
         )
         if policy.code_ttl_seconds > policy.verification_window_seconds:
             raise ConfigError(PREFIX + "CODE_TTL_SECONDS", "must not exceed KEYRELEASE_VERIFICATION_WINDOW_SECONDS")
-        public_url = reader.text("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+        public_url = reader.text("PUBLIC_URL", DEFAULT_PUBLIC_URL).rstrip("/")
+        if not _PUBLIC_URL.fullmatch(public_url):
+            raise ConfigError(PREFIX + "PUBLIC_URL", f"must be an http:// or https:// URL without spaces, not {public_url!r}")
         jwt_private_key_file = reader.optional_file("JWT_PRIVATE_KEY_FILE")
         if jwt_private_key_file is None and mode == "production":
             raise ConfigError(PREFIX + "JWT_PRIVATE_KEY_FILE", "is required when KEYRELEASE_ENV=production")
@@ -183,12 +211,16 @@ class Settings:
             policy=policy,
             region=region,
             public_url=public_url,
+            public_url_configured=bool(env.get(PREFIX + "PUBLIC_URL", "").strip()),
             graphql_introspection=reader.boolean("GRAPHQL_INTROSPECTION", True),
             graphql_max_depth=reader.integer("GRAPHQL_MAX_DEPTH", 10, minimum=3, maximum=50),
             graphql_max_tokens=reader.integer("GRAPHQL_MAX_TOKENS", 2000, minimum=100, maximum=100_000),
+            graphql_max_unauthenticated_bytes=reader.integer(
+                "GRAPHQL_MAX_UNAUTHENTICATED_BYTES", 2048, minimum=256, maximum=1024 * 1024
+            ),
             max_body_bytes=reader.integer("MAX_BODY_BYTES", 64 * 1024, minimum=1024),
             dispatcher_enabled=reader.boolean("DISPATCHER", True),
-            jwt_issuer=reader.claim("JWT_ISSUER", public_url),
+            jwt_issuer=reader.claim("JWT_ISSUER", "") if env.get(PREFIX + "JWT_ISSUER", "").strip() else "",
             jwt_audience=reader.claim("JWT_AUDIENCE", cls.jwt_audience),
             token_ttl_seconds=reader.integer("TOKEN_TTL_SECONDS", 3600, minimum=60, maximum=86400),
             token_scope=reader.scope("TOKEN_SCOPE", cls.token_scope),
@@ -206,6 +238,11 @@ class Settings:
                 command_timeout=reader.integer("DATABASE_COMMAND_TIMEOUT_SECONDS", 10, minimum=1, maximum=3600),
             ),
             request_timeout_seconds=reader.integer("REQUEST_TIMEOUT_SECONDS", 10, minimum=1, maximum=600),
+            header_timeout_seconds=reader.integer("HEADER_TIMEOUT_SECONDS", 5, minimum=1, maximum=300),
+            keep_alive_seconds=reader.integer("KEEP_ALIVE_SECONDS", 5, minimum=1, maximum=3600),
+            max_connections=reader.integer("MAX_CONNECTIONS", 1000, minimum=10, maximum=1_000_000),
+            listen_backlog=reader.integer("LISTEN_BACKLOG", 2048, minimum=16, maximum=65535),
+            max_header_bytes=reader.integer("MAX_HEADER_BYTES", 16 * 1024, minimum=4096, maximum=1024 * 1024),
             rate_limits=RateLimits(
                 token_ip=reader.rate("RATE_LIMIT_TOKEN_IP", RateLimits.token_ip),
                 token_client=reader.rate("RATE_LIMIT_TOKEN_CLIENT", RateLimits.token_client),

@@ -169,4 +169,7 @@ def configure(log_format: str = "text", level: int = logging.INFO) -> logging.Ha
         root.removeHandler(existing)
     root.addHandler(made)
     root.setLevel(level)
+    # Tortoise announces every init and close at INFO ("Tortoise-ORM shutdown" twice per
+    # command, one before "started"): its warnings and errors are enough.
+    logging.getLogger("tortoise").setLevel(max(level, logging.WARNING))
     return made

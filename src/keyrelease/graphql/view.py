@@ -1,25 +1,60 @@
-"""The Strawberry ASGI view at /graphql: builds the per-request context."""
+"""The Strawberry ASGI view at /graphql: builds the per-request context, and refuses a large
+document from a caller without an admin token before it is parsed."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from cross_web import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from strawberry.asgi import GraphQL
+from strawberry.types.unset import UNSET
 
 from keyrelease.clock import Clock
 from keyrelease.graphql.context import Context
 from keyrelease.service.keys import KeyService
 
+#: The code of the refusal below (docs/api.md).
+DOCUMENT_TOO_LARGE = "DOCUMENT_TOO_LARGE"
+
+
+class UnauthenticatedDocumentTooLarge(Exception):
+    pass
+
 
 class GraphQLView(GraphQL):
-    def __init__(self, schema, *, keys: KeyService, clock: Clock) -> None:  # type: ignore[no-untyped-def]
+    def __init__(  # type: ignore[no-untyped-def]
+        self, schema, *, keys: KeyService, clock: Clock, max_unauthenticated_bytes: int = 2048
+    ) -> None:
         super().__init__(schema, graphql_ide="graphiql", allow_queries_via_get=False, subscription_protocols=())
         self._keys = keys
         self._clock = clock
+        self.max_unauthenticated_bytes = max_unauthenticated_bytes
 
     async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
         return Context(request=request, keys=self._keys, clock=self._clock, response=response)
+
+    async def run(self, request, context=UNSET, root_value=UNSET):  # type: ignore[no-untyped-def]
+        try:
+            return await super().run(request, context, root_value)
+        except UnauthenticatedDocumentTooLarge:
+            message = (
+                f"Documents larger than {self.max_unauthenticated_bytes} bytes need an admin token: "
+                "send the header Authorization: Bearer <admin token>."
+            )
+            return JSONResponse({"errors": [{"message": message, "extensions": {"code": DOCUMENT_TOO_LARGE}}]}, 413)
+
+    async def execute_operation(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Parsing and validating cost CPU in proportion to the document: without an admin
+        token (the partner's revealKey, a few hundred bytes), only a small one is accepted.
+        A larger one costs one token look-up, and none when no token is sent."""
+        data, context = kwargs["request_data"], kwargs["context"]
+        query = getattr(data, "query", None)  # a batch (a list) is refused by Strawberry later
+        oversize = isinstance(query, str) and len(query.encode()) > self.max_unauthenticated_bytes
+        if oversize and await context.admin_or_none() is None:
+            raise UnauthenticatedDocumentTooLarge
+        return await super().execute_operation(*args, **kwargs)
 
     def parse_json(self, data: str | bytes) -> object:
         """Strawberry's parser, also refusing bodies that are JSON but not an object (or a
