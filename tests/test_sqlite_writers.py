@@ -92,7 +92,13 @@ async def admin_creates(env: dict[str, str], done: asyncio.Event, requests: list
 
 
 async def test_the_cli_and_a_busy_server_both_write_without_locking_errors(tmp_path):
-    env = base_env(tmp_path, KEYRELEASE_MAIL_TRANSPORT="console", KEYRELEASE_RATE_LIMIT_ADMIN="off")
+    env = base_env(
+        tmp_path,
+        KEYRELEASE_MAIL_TRANSPORT="console",
+        KEYRELEASE_RATE_LIMIT_ADMIN="off",
+        KEYRELEASE_MAX_KEYS_PER_ADMIN_PER_DAY="100000",
+        KEYRELEASE_MAX_CODE_EMAILS_PER_ADMIN_PER_HOUR="100000",
+    )
     token = run_cli(env, "admin", "create", "--institution", "Busy U", "--email", "busy@uni.example").stdout.strip().splitlines()[-1]
     server = Server(env=env, log_path=tmp_path / "server.log").start()
     done, requests = asyncio.Event(), []

@@ -138,6 +138,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, migrated_template: Path) ->
             tmp,
             KEYRELEASE_PUBLIC_URL=f"http://127.0.0.1:{port}",
             KEYRELEASE_MAX_PENDING_KEYS_PER_ADMIN="30",
+            KEYRELEASE_MAX_CODE_EMAILS_PER_ADMIN_PER_HOUR="1000",
+            KEYRELEASE_MAX_KEYS_PER_ADMIN_PER_DAY="1000",
         )
     )
     live = LiveApp(settings, FrozenClock(), port).start()
