@@ -6,8 +6,11 @@ waiting, so on its own it bounds neither mail nor guesses (revoke → create, or
 wrong codes → create, as often as the mutation rate limit allows). The budget bounds them per
 admin whatever the order of operations (the arithmetic is in docs/security.md):
 
-* ``KEY_CREATED``: at most ``max_keys_per_admin_per_day`` in any 24 hours, whatever became of
-  the keys;
+* ``KEY_CREATED``: at most ``max_keys_per_admin_per_day`` in any 24 hours *plus one
+  verification window* (24 h 15 min by default), whatever became of the keys. The extra
+  window is what makes the guess bound hold for every 24-hour stretch, not only on average: a
+  key takes guesses for up to one verification window after it is created, so the keys that
+  can be guessed in any 24 hours were all created within 24 hours plus that window;
 * ``CODE_EMAIL`` (a createKey or a resendCode): at most ``max_code_emails_per_admin_per_hour``
   in any hour;
 * ``KEY_LOCKED`` (a key of theirs locked by failed attempts): once there are
@@ -48,8 +51,8 @@ from keyrelease.policy import VerificationPolicy
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 DAY = timedelta(hours=24)
-#: Entries older than this are never counted again (the longest window is a day).
-KEEP = DAY + HOUR
+#: Entries are kept this long after the longest window has stopped counting them.
+KEEP_MARGIN = HOUR
 _TABLE = AdminBudgetEntry._meta.db_table
 
 
@@ -74,7 +77,9 @@ class Overspent:
 
 class AdminBudget:
     def __init__(self, policy: VerificationPolicy) -> None:
-        self.keys_created = Rule(BudgetItem.KEY_CREATED, policy.max_keys_per_admin_per_day, DAY)
+        self.keys_created = Rule(
+            BudgetItem.KEY_CREATED, policy.max_keys_per_admin_per_day, DAY + policy.verification_window
+        )
         self.code_emails = Rule(BudgetItem.CODE_EMAIL, policy.max_code_emails_per_admin_per_hour, HOUR)
         self.keys_locked = Rule(BudgetItem.KEY_LOCKED, policy.max_locked_keys_per_admin_per_day, DAY)
 
@@ -138,7 +143,8 @@ class AdminBudget:
 
     async def prune(self, now: datetime) -> int:
         """Forget entries no window can count any more; how many were removed."""
-        return await AdminBudgetEntry.filter(at_ms__lt=_ms(now - KEEP)).delete()
+        longest = max(self.keys_created.window, self.code_emails.window, self.keys_locked.window)
+        return await AdminBudgetEntry.filter(at_ms__lt=_ms(now - longest - KEEP_MARGIN)).delete()
 
 
 async def hold(admin_id: int) -> None:

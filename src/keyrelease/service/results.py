@@ -47,7 +47,8 @@ def _when(moment: datetime) -> str:
 
 @dataclass(frozen=True)
 class DailyKeyLimitReached:
-    """The admin created ``limit`` keys in the last 24 hours; the next may be created at ``retry_at``."""
+    """The admin created ``limit`` keys in the last day (24 hours plus one verification window);
+    the next may be created at ``retry_at``."""
 
     limit: int
     retry_at: datetime
@@ -55,7 +56,7 @@ class DailyKeyLimitReached:
     @property
     def message(self) -> str:
         return (
-            f"You have created {self.limit} keys in the last 24 hours, the most allowed. "
+            f"You have created {self.limit} keys in the last day, the most allowed. "
             f"You can create another from {_when(self.retry_at)}."
         )
 
