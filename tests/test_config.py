@@ -29,6 +29,7 @@ from keyrelease.exceptions import ConfigError
         ("KEYRELEASE_MAIL_FROM", "not an address"),
         ("KEYRELEASE_ENV", "staging"),
         ("KEYRELEASE_GRAPHQL_INTROSPECTION", "maybe"),
+        ("KEYRELEASE_GRAPHIQL", "maybe"),
     ],
 )
 def test_invalid_values_name_the_variable(tmp_path, variable, value):

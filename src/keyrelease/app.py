@@ -88,7 +88,9 @@ def create_app(
         limiter=limiter,
         trusted_proxies=settings.trusted_proxies,
     )
-    graphql_app = BodyLimit(GraphQLView(schema, keys=keys, clock=clock), settings.max_body_bytes)
+    graphql_app = BodyLimit(
+        GraphQLView(schema, keys=keys, clock=clock, graphiql=settings.graphiql), settings.max_body_bytes
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -123,7 +125,7 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
-            *web.routes(),  # the admin console at /, the partner page at /partner
+            *web.routes(graphiql=settings.graphiql),  # the admin console at /, the partner page at /partner
         ],
         middleware=[
             Middleware(RequestId),

@@ -40,6 +40,8 @@ class Settings:
     region: str = "us-east-1"
     public_url: str = "http://127.0.0.1:8000"
     graphql_introspection: bool = True
+    #: GraphiQL at GET /graphql for a browser (its bundle under /static/graphiql/).
+    graphiql: bool = True
     graphql_max_depth: int = 10
     graphql_max_tokens: int = 2000
     max_body_bytes: int = 64 * 1024
@@ -152,6 +154,7 @@ class Settings:
             region=region,
             public_url=public_url,
             graphql_introspection=reader.boolean("GRAPHQL_INTROSPECTION", True),
+            graphiql=reader.boolean("GRAPHIQL", True, words="on or off"),
             graphql_max_depth=reader.integer("GRAPHQL_MAX_DEPTH", 10, minimum=3, maximum=50),
             graphql_max_tokens=reader.integer("GRAPHQL_MAX_TOKENS", 2000, minimum=100, maximum=100_000),
             max_body_bytes=reader.integer("MAX_BODY_BYTES", 64 * 1024, minimum=1024),
@@ -226,7 +229,7 @@ class _Reader:
             raise ConfigError(PREFIX + name, f"must be {bound}, not {value}")
         return value
 
-    def boolean(self, name: str, default: bool) -> bool:
+    def boolean(self, name: str, default: bool, *, words: str = "true or false") -> bool:
         raw = self.env.get(PREFIX + name, "").strip().lower()
         if not raw:
             return default
@@ -234,7 +237,7 @@ class _Reader:
             return True
         if raw in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(PREFIX + name, f"must be true or false, not {raw!r}")
+        raise ConfigError(PREFIX + name, f"must be {words}, not {raw!r}")
 
     def claim(self, name: str, default: str) -> str:
         """A JWT string claim (issuer, audience): printable, no spaces."""
