@@ -82,8 +82,8 @@ def offline(browser: Browser, server: LiveApp) -> Iterator[tuple[Page, Offline]]
     page.on("response", lambda response: problems.append(f"{response.status}: {response.url}") if response.status >= 400 else None)
     yield page, network
     context.close()
-    assert not problems, problems
     assert network.blocked == [], f"requests to other origins: {network.blocked}"
+    assert not problems, problems
 
 
 QUERY = "operation.graphql"
