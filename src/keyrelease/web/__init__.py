@@ -5,7 +5,8 @@ HTML, CSS and JavaScript modules shipped in the package (GraphiQL's bundle, buil
 ``/graphql``.
 
 Every response here carries a strict Content-Security-Policy: scripts, styles and requests
-only from this origin, no inline script or style, no framing. Pages, where secrets appear,
+only from this origin, no inline script or style (GraphiQL's page alone allows inline style:
+see GRAPHIQL_CONTENT_SECURITY_POLICY), no framing. Pages, where secrets appear,
 are never stored by a browser or a proxy (``Cache-Control: no-store``).
 """
 
