@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint lock schema migrations bench bench-smoke clean
+.PHONY: install run test lint lock schema migrations graphiql bench bench-smoke clean
 
 $(STAMP): pyproject.toml requirements.lock examples/keyrelease-webhook/pyproject.toml tests/keyrelease-memory/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "keyrelease needs Python 3.11 or newer")'
@@ -45,6 +45,11 @@ lock: install
 ## Write schema.graphql from the code (a test fails when they differ).
 schema: install
 	$(BIN)/python -m keyrelease.graphql.export > schema.graphql
+
+## Rebuild GraphiQL (src/keyrelease/web/static/graphiql/) from npm, as pinned in
+## web/graphiql/package-lock.json; needs node and npm. Commit what it writes (a test checks it).
+graphiql:
+	cd web/graphiql && npm ci --ignore-scripts --no-audit --no-fund && node build.mjs
 
 ## Generate a migration after changing src/keyrelease/models.py.
 migrations: install

@@ -43,6 +43,7 @@ from keyrelease.exceptions import ConfigError
         ("KEYRELEASE_GRAPHQL_MAX_UNAUTHENTICATED_BYTES", "10"),
         ("KEYRELEASE_PUBLIC_URL", "keys.uni.example"),
         ("KEYRELEASE_PUBLIC_URL", "http://keys uni.example"),
+        ("KEYRELEASE_GRAPHIQL", "maybe"),
     ],
 )
 def test_invalid_values_name_the_variable(tmp_path, variable, value):

@@ -92,7 +92,11 @@ def create_app(
     )
     graphql_app: ASGIApp = BodyLimit(
         GraphQLView(
-            schema, keys=keys, clock=clock, max_unauthenticated_bytes=settings.graphql_max_unauthenticated_bytes
+            schema,
+            keys=keys,
+            clock=clock,
+            graphiql=settings.graphiql,
+            max_unauthenticated_bytes=settings.graphql_max_unauthenticated_bytes,
         ),
         settings.max_body_bytes,
     )
@@ -135,7 +139,7 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
-            *web.routes(),  # the admin console at /, the partner page at /partner
+            *web.routes(graphiql=settings.graphiql),  # the admin console at /, the partner page at /partner
         ],
         middleware=[
             Middleware(RequestId),

@@ -51,6 +51,8 @@ class Settings:
     public_url: str = DEFAULT_PUBLIC_URL
     public_url_configured: bool = False
     graphql_introspection: bool = True
+    #: GraphiQL at GET /graphql for a browser (its bundle under /static/graphiql/).
+    graphiql: bool = True
     graphql_max_depth: int = 10
     graphql_max_tokens: int = 2000
     #: The largest GraphQL document (bytes) accepted without an admin token; refused before parsing.
@@ -213,6 +215,7 @@ class Settings:
             public_url=public_url,
             public_url_configured=bool(env.get(PREFIX + "PUBLIC_URL", "").strip()),
             graphql_introspection=reader.boolean("GRAPHQL_INTROSPECTION", True),
+            graphiql=reader.boolean("GRAPHIQL", True, words="on or off"),
             graphql_max_depth=reader.integer("GRAPHQL_MAX_DEPTH", 10, minimum=3, maximum=50),
             graphql_max_tokens=reader.integer("GRAPHQL_MAX_TOKENS", 2000, minimum=100, maximum=100_000),
             graphql_max_unauthenticated_bytes=reader.integer(
@@ -306,7 +309,7 @@ class _Reader:
             raise ConfigError(PREFIX + name, f"must be {bound}, not {value}")
         return value
 
-    def boolean(self, name: str, default: bool) -> bool:
+    def boolean(self, name: str, default: bool, *, words: str = "true or false") -> bool:
         raw = self.env.get(PREFIX + name, "").strip().lower()
         if not raw:
             return default
@@ -314,7 +317,7 @@ class _Reader:
             return True
         if raw in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(PREFIX + name, f"must be true or false, not {raw!r}")
+        raise ConfigError(PREFIX + name, f"must be {words}, not {raw!r}")
 
     def claim(self, name: str, default: str) -> str:
         """A JWT string claim (issuer, audience): printable, no spaces."""

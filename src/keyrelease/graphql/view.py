@@ -1,5 +1,6 @@
-"""The Strawberry ASGI view at /graphql: builds the per-request context, and refuses a large
-document from a caller without an admin token before it is parsed."""
+"""The Strawberry ASGI view at /graphql: builds the per-request context, refuses a large
+document from a caller without an admin token before it is parsed, and answers a browser's GET
+with keyrelease's own GraphiQL page (keyrelease.web), not Strawberry's."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from strawberry.asgi import GraphQL
 from strawberry.types.unset import UNSET
 
+from keyrelease import web
 from keyrelease.clock import Clock
 from keyrelease.graphql.context import Context
 from keyrelease.service.keys import KeyService
@@ -25,12 +27,18 @@ class UnauthenticatedDocumentTooLarge(Exception):
 
 class GraphQLView(GraphQL):
     def __init__(  # type: ignore[no-untyped-def]
-        self, schema, *, keys: KeyService, clock: Clock, max_unauthenticated_bytes: int = 2048
+        self, schema, *, keys: KeyService, clock: Clock, graphiql: bool = True, max_unauthenticated_bytes: int = 2048
     ) -> None:
         super().__init__(schema, graphql_ide="graphiql", allow_queries_via_get=False, subscription_protocols=())
         self._keys = keys
         self._clock = clock
+        self._graphiql = graphiql
         self.max_unauthenticated_bytes = max_unauthenticated_bytes
+
+    async def render_graphql_ide(self, request: Request) -> Response:  # type: ignore[override]
+        """Our GraphiQL (every asset from this origin, under a strict policy), never
+        Strawberry's page, which loads React and GraphiQL from a CDN."""
+        return web.graphiql_page(self._graphiql)
 
     async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
         return Context(request=request, keys=self._keys, clock=self._clock, response=response)

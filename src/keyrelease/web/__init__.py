@@ -1,9 +1,12 @@
 """The browser pages: the admin console at ``/``, the partner's retrieval page at ``/partner``,
-and their static assets at ``/static/``. Plain HTML, CSS and JavaScript modules shipped in
-the package; every piece of data they show comes through ``/graphql``.
+GraphiQL at ``GET /graphql`` (for a browser), and their static assets at ``/static/``. Plain
+HTML, CSS and JavaScript modules shipped in the package (GraphiQL's bundle, built from npm by
+``make graphiql``, in ``static/graphiql/``); every piece of data they show comes through
+``/graphql``.
 
 Every response here carries a strict Content-Security-Policy: scripts, styles and requests
-only from this origin, no inline script or style, no framing. Pages, where secrets appear,
+only from this origin, no inline script or style (GraphiQL's page alone allows inline style:
+see GRAPHIQL_CONTENT_SECURITY_POLICY), no framing. Pages, where secrets appear,
 are never stored by a browser or a proxy (``Cache-Control: no-store``).
 """
 
@@ -45,8 +48,18 @@ PAGE_HEADERS = {
 }
 #: On scripts and styles: the same policy, but a browser may keep them if it revalidates.
 ASSET_HEADERS = {**PAGE_HEADERS, "cache-control": "no-cache"}
-#: On /graphql, whose answers carry secrets. No CSP here: GraphiQL, served at GET /graphql,
-#: brings its own inline script and CDN assets.
+#: GraphiQL's page: the console's policy, with one difference. Monaco (GraphiQL's editor) and
+#: Radix (its dialogs) insert <style> elements while they run, and Monaco sets no nonce on
+#: them, so styles may be inline here; scripts still come only from this origin (no inline
+#: script, no eval), as do fonts, workers and requests, and no page may frame it.
+GRAPHIQL_CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+GRAPHIQL_HEADERS = {**PAGE_HEADERS, "content-security-policy": GRAPHIQL_CONTENT_SECURITY_POLICY}
+#: Where GraphiQL's bundle is served from (``static/graphiql/``).
+GRAPHIQL_ASSETS = "/static/graphiql"
+GRAPHIQL_OFF = "GraphiQL is switched off on this server (KEYRELEASE_GRAPHIQL=off). The GraphQL API answers POST requests here.\n"
+
+#: On /graphql, whose answers carry secrets. No policy here: the API's answers are JSON, and
+#: GraphiQL's page, also served at GET /graphql, brings its own (GRAPHIQL_HEADERS).
 API_HEADERS = {
     "referrer-policy": "no-referrer",
     "x-content-type-options": "nosniff",
@@ -91,10 +104,26 @@ def _page(filename: str):  # type: ignore[no-untyped-def]
     return page
 
 
-def routes() -> list[BaseRoute]:
-    """The console's routes, to mount beside /graphql."""
+_GRAPHIQL_PAGE = (PAGES / "graphiql.html").read_bytes()
+
+
+def graphiql_page(enabled: bool = True) -> Response:
+    """GraphiQL's page, for a browser's GET /graphql; when switched off, a plain 404 saying so."""
+    if not enabled:
+        return Response(GRAPHIQL_OFF, status_code=404, media_type="text/plain; charset=utf-8", headers=PAGE_HEADERS)
+    return Response(_GRAPHIQL_PAGE, media_type="text/html; charset=utf-8", headers=GRAPHIQL_HEADERS)
+
+
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    await Response("Not Found", status_code=404, media_type="text/plain", headers=ASSET_HEADERS)(scope, receive, send)
+
+
+def routes(*, graphiql: bool = True) -> list[BaseRoute]:
+    """The console's routes, to mount beside /graphql. ``graphiql=False``: GraphiQL's assets
+    are not served either."""
     return [
         Route("/", _page("console.html"), name="console"),
         Route("/partner", _page("partner.html"), name="partner"),
+        *([] if graphiql else [Mount(GRAPHIQL_ASSETS, _not_found)]),
         Mount("/static", SecurityHeaders(StaticFiles(directory=STATIC), ASSET_HEADERS), name="static"),
     ]
