@@ -47,9 +47,9 @@ schema: install
 	$(BIN)/python -m keyrelease.graphql.export > schema.graphql
 
 ## Rebuild GraphiQL (src/keyrelease/web/static/graphiql/) from npm, as pinned in
-## web/graphiql/package-lock.json; needs node and npm. Commit what it writes (a test checks it).
+## src/keyrelease/web/graphiql/package-lock.json; needs node and npm. Commit what it writes (a test checks it).
 graphiql:
-	cd web/graphiql && npm ci --ignore-scripts --no-audit --no-fund && node build.mjs
+	cd src/keyrelease/web/graphiql && npm ci --ignore-scripts --no-audit --no-fund && node build.mjs
 
 ## Generate a migration after changing src/keyrelease/models.py.
 migrations: install

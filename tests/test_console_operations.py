@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from conftest import needs_executable
 from graphql import build_schema, parse, validate
 
 from keyrelease.web import operations
@@ -71,10 +71,10 @@ def test_the_documents_are_written_out_for_a_frontend_build(tmp_path):
     assert written == operations.documents()
 
 
+@needs_executable("npm", "apt-get install nodejs npm; GraphQL Code Generator and tsc over the console's documents were not run")
 def test_a_frontend_generates_typed_operations_and_type_checks(tmp_path):
     npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip("Node/npm is missing: GraphQL Code Generator and tsc over the console's documents were not run")
+    assert npm is not None
     work = tmp_path / "frontend"
     shutil.copytree(EXAMPLE, work, ignore=shutil.ignore_patterns("node_modules", "operations", "generated"))
     (tmp_path / "schema.graphql").write_text(SCHEMA.read_text())

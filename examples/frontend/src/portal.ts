@@ -30,8 +30,9 @@ export async function createKey(query: string, token: string, name: string): Pro
       return `Verify “${result.name}” before ${result.verificationDeadline}: ${result.attemptsRemaining} attempts left.`;
     case "ValidationError":
       return `${result.field}: ${result.message}`;
-    case "PendingKeyLimitError":
-      return `At most ${result.limit} keys may wait for verification.`;
+    default:
+      // Every other member is an expected refusal (a limit reached, creation suspended): say it.
+      return result.message;
   }
 }
 

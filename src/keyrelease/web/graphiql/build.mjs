@@ -15,7 +15,7 @@ import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const OUT = path.resolve(process.argv[2] ?? path.join(HERE, "../../src/keyrelease/web/static/graphiql"));
+const OUT = path.resolve(process.argv[2] ?? path.join(HERE, "../static/graphiql"));
 
 /** Packages published without their licence file, and the package of the same repository
  * whose file it is: react-compiler-runtime comes from github.com/facebook/react ("licensed
@@ -161,7 +161,7 @@ function licences(results) {
   entries.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const header = [
     "Third-party software in keyrelease's GraphiQL page (src/keyrelease/web/static/graphiql/),",
-    "bundled from npm by web/graphiql/build.mjs. Each package's licence follows, whole.",
+    "bundled from npm by src/keyrelease/web/graphiql/build.mjs. Each package's licence follows, whole.",
     "",
     ...entries.map((e) => `  ${e.id} (${e.license})`),
     "",
