@@ -25,6 +25,7 @@ from strawberry.types import Info
 from keyrelease import db
 from keyrelease.deadline import UNAVAILABLE
 from keyrelease.graphql.context import ClientError, Context
+from keyrelease.graphql.cost import QueryCostLimit
 from keyrelease.graphql.inputs import CreateKeyInput, ResendCodeInput, RevealKeyInput, RevokeKeyInput, VerifyKeyInput
 from keyrelease.graphql.types import (
     AdminType,
@@ -51,6 +52,9 @@ RevokeKeyResult = Annotated[ApiKey | KeyNotFoundError, strawberry.union("RevokeK
 log = logging.getLogger("keyrelease.graphql")
 
 MAX_ALIASES = 20
+#: The most field values one answer may hold (keyrelease.graphql.cost): a page of 100 keys
+#: with every field, their events and deliveries fits; 20 aliases of it do not.
+DEFAULT_MAX_COST = 20_000
 
 #: Fields that test a secret: at most one of them per request, so aliases cannot multiply guesses.
 GUESSING_FIELDS = frozenset({"verifyKey", "resendCode", "revealKey"})
@@ -78,11 +82,11 @@ def _map(result: object) -> Any:
 class Query:
     @strawberry.field(description="The admin making the request.")
     async def me(self, info: Info[Context, None]) -> AdminType:
-        return AdminType.of(await info.context.admin())
+        return AdminType.of(await info.context.querying_admin())
 
     @strawberry.field(description="A key of your institution, or null.")
     async def key(self, info: Info[Context, None], id: strawberry.ID) -> ApiKey | None:
-        model = await queries.get_key(await info.context.admin(), id)
+        model = await queries.get_key(await info.context.querying_admin(), id)
         return ApiKey(model=model) if model else None
 
     @strawberry.field(description="Keys of your institution, newest first.")
@@ -93,7 +97,7 @@ class Query:
         after: str | None = None,
         status: KeyStatus | None = None,
     ) -> KeyConnection:
-        admin = await info.context.admin()
+        admin = await info.context.querying_admin()
         if not 1 <= first <= queries.MAX_PAGE:
             raise ClientError(f"first must be between 1 and {queries.MAX_PAGE}.", "BAD_USER_INPUT")
         try:
@@ -195,7 +199,9 @@ class MaskUnexpectedErrors(MaskErrors):
         return super().anonymise_error(error)
 
 
-def build_schema(*, introspection: bool = True, max_depth: int = 10, max_tokens: int = 2000) -> strawberry.Schema:
+def build_schema(
+    *, introspection: bool = True, max_depth: int = 10, max_tokens: int = 2000, max_cost: int = DEFAULT_MAX_COST
+) -> strawberry.Schema:
     # The validation rules are built once: the validation cache is keyed by the rule classes,
     # and QueryDepthLimiter/MaxAliasesLimiter would make new classes on every request, so
     # the cache would never hit (a third of a small query's time went to validation).
@@ -205,6 +211,7 @@ def build_schema(*, introspection: bool = True, max_depth: int = 10, max_tokens:
         lambda: AddValidationRules(rules),
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
+        lambda: QueryCostLimit(max_cost=max_cost, page_bounds=(1, queries.MAX_PAGE)),
         MaskUnexpectedErrors,
     ]
     if not introspection:

@@ -9,7 +9,6 @@ from strawberry.types import Info
 
 from keyrelease import models
 from keyrelease.graphql.context import Context
-from keyrelease.service import queries
 from keyrelease.status import KeyStatus as DomainKeyStatus
 from keyrelease.status import key_status
 
@@ -162,13 +161,13 @@ class ApiKey:
         return self.model.partner_email
 
     @strawberry.field(name="lastDelivery", description="The latest email about this key: the code, or the partner's password.")
-    async def last_delivery(self) -> Delivery | None:
-        message = await queries.last_delivery(self.model.id)
+    async def last_delivery(self, info: Info[Context, None]) -> Delivery | None:
+        message = await info.context.loaders.last_delivery.load(self.model.id)
         return Delivery.of(message) if message is not None else None
 
     @strawberry.field
-    async def events(self) -> list[KeyEvent]:
-        rows = await queries.key_events(self.model.id)
+    async def events(self, info: Info[Context, None]) -> list[KeyEvent]:
+        rows = await info.context.loaders.events.load(self.model.id)
         return [KeyEvent(type=row.type, at=row.at, detail=row.detail) for row in rows]
 
 
