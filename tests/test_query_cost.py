@@ -4,6 +4,7 @@ admits everything the console and the README send."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -15,7 +16,7 @@ from conftest import base_env
 from keyrelease.app import create_app
 from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
-from keyrelease.graphql.cost import LIST_SIZES, operation_cost
+from keyrelease.graphql.cost import COSTLY, LIST_SIZES, AdminTurns, operation_cost
 from keyrelease.graphql.schema import DEFAULT_MAX_COST, build_schema
 from seed import seed_keys
 from sqlcount import StatementCounter
@@ -205,8 +206,65 @@ def test_the_limit_is_validated_at_start_up(tmp_path):
     def settings(value: str) -> Settings:
         return Settings.from_env(base_env(tmp_path, KEYRELEASE_GRAPHQL_MAX_COST=value))
 
-    assert settings("").graphql_max_cost == DEFAULT_MAX_COST == 20_000
+    assert settings("").graphql_max_cost == DEFAULT_MAX_COST == 12_000
     assert settings("50000").graphql_max_cost == 50_000
     for bad in ("lots", "0", "999", "-5", "20000000"):
         with pytest.raises(ConfigError, match="KEYRELEASE_GRAPHQL_MAX_COST"):
             settings(bad)
+
+
+# -- an admin's costly queries take turns ------------------------------------------------------
+
+
+class TestTurns:
+    @pytest.fixture
+    def env_overrides(self):
+        return {"KEYRELEASE_RATE_LIMIT_ADMIN_QUERY": "off"}
+
+    @pytest.fixture
+    def overlap(self, monkeypatch):
+        """The most page reads in progress at once (each gives the others every chance to run)."""
+        from keyrelease.graphql import loaders
+
+        state = {"active": 0, "peak": 0}
+        original = loaders.queries.list_keys
+
+        async def list_keys(*args, **kwargs):
+            state["active"] += 1
+            state["peak"] = max(state["peak"], state["active"])
+            try:
+                for _ in range(20):
+                    await asyncio.sleep(0)
+                return await original(*args, **kwargs)
+            finally:
+                state["active"] -= 1
+
+        monkeypatch.setattr(loaders.queries, "list_keys", list_keys)
+        return state
+
+    COSTLY = "{ keys(first: 100) { edges { node { id events { type } } } } }"  # 2,302: takes turns
+    CHEAP = "{ keys(first: 10) { edges { node { id events { type } } } } }"  # 232: never waits
+
+    async def test_one_admins_costly_queries_run_one_at_a_time(self, api, clock, overlap):
+        ada = await api.admin()
+        await seed_keys(ada.email, 5, clock.now())
+        answers = await asyncio.gather(*(api.gql(self.COSTLY, token=ada.token) for _ in range(4)))
+        assert all("errors" not in a for a in answers)
+        assert overlap["peak"] == 1
+
+    async def test_different_admins_and_cheap_queries_do_not_wait_for_each_other(self, api, overlap):
+        ada, bob = await api.admin(), await api.admin("bob@other.example", "Other College")
+        requests = [api.gql(self.COSTLY, token=ada.token), api.gql(self.COSTLY, token=bob.token)]
+        requests += [api.gql(self.CHEAP, token=ada.token) for _ in range(2)]
+        answers = await asyncio.gather(*requests)
+        assert all("errors" not in a for a in answers)
+        assert overlap["peak"] == 4
+        assert cost(self.COSTLY) >= COSTLY > cost(self.CHEAP)
+
+
+async def test_a_turn_is_forgotten_when_nobody_holds_or_awaits_it():
+    turns = AdminTurns()
+    async with turns.turn(1):
+        async with turns.turn(2):
+            assert set(turns._locks) == {1, 2}
+    assert turns._locks == {} and turns._users == {}

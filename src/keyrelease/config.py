@@ -43,7 +43,7 @@ class Settings:
     graphql_max_depth: int = 10
     graphql_max_tokens: int = 2000
     #: The most field values one answer may hold (docs/api.md#limits): refused before execution.
-    graphql_max_cost: int = 20_000
+    graphql_max_cost: int = 12_000
     max_body_bytes: int = 64 * 1024
     dispatcher_enabled: bool = True
     #: Access tokens (see docs/tokens.md). ``jwt_issuer`` empty means ``public_url``.
@@ -156,7 +156,7 @@ class Settings:
             graphql_introspection=reader.boolean("GRAPHQL_INTROSPECTION", True),
             graphql_max_depth=reader.integer("GRAPHQL_MAX_DEPTH", 10, minimum=3, maximum=50),
             graphql_max_tokens=reader.integer("GRAPHQL_MAX_TOKENS", 2000, minimum=100, maximum=100_000),
-            graphql_max_cost=reader.integer("GRAPHQL_MAX_COST", 20_000, minimum=1000, maximum=10_000_000),
+            graphql_max_cost=reader.integer("GRAPHQL_MAX_COST", 12_000, minimum=1000, maximum=10_000_000),
             max_body_bytes=reader.integer("MAX_BODY_BYTES", 64 * 1024, minimum=1024),
             dispatcher_enabled=reader.boolean("DISPATCHER", True),
             jwt_issuer=reader.claim("JWT_ISSUER", public_url),

@@ -16,11 +16,18 @@ per object it may be resolved on:
 An operation over the limit is refused with ``QUERY_TOO_COSTLY`` (``cost`` and ``maxCost`` in
 the error's extensions) and nothing of it runs. Documents whose variables do not coerce are
 left to execution, which refuses them without running anything either.
+
+An admin's costly operations (:data:`COSTLY` and more: far beyond anything the console sends)
+take turns, one at a time in each process (:class:`AdminTurns`): one admin's parallel
+requests then queue behind each other instead of filling the event loop together, and every
+other request keeps its place between their steps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from graphql import (
@@ -50,6 +57,8 @@ LIST_SIZES: Mapping[tuple[str, str], int] = {("ApiKey", "events"): 20}
 #: The size assumed for a list the table does not name (none today; a test checks).
 UNKNOWN_LIST_SIZE = 100
 CODE = "QUERY_TOO_COSTLY"
+#: From this cost on, one admin's operations run one at a time in a process.
+COSTLY = 2_000
 
 
 def operation_cost(
@@ -138,24 +147,53 @@ def _field(parent: Any, name: str) -> GraphQLField | None:
     return None  # a union has no fields of its own but __typename
 
 
+class AdminTurns:
+    """One lock per admin, made when first needed, dropped when nobody holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._users: dict[int, int] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, admin_id: int) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(admin_id, asyncio.Lock())
+        self._users[admin_id] = self._users.get(admin_id, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[admin_id] -= 1
+            if not self._users[admin_id]:
+                del self._users[admin_id], self._locks[admin_id]
+
+
 class QueryCostLimit(SchemaExtension):
     """Refuse an operation whose cost (:func:`operation_cost`) is over ``max_cost`` before
-    it executes. Runs after validation, so the document is known to be well formed."""
+    it executes; run an admin's costly ones one at a time. Runs after validation, so the
+    document is known to be well formed."""
 
-    def __init__(self, *, max_cost: int, page_bounds: tuple[int, int]) -> None:
+    def __init__(self, *, max_cost: int, page_bounds: tuple[int, int], turns: AdminTurns) -> None:
         self.max_cost = max_cost
         self.page_bounds = page_bounds
+        self.turns = turns
 
-    def on_execute(self):  # type: ignore[no-untyped-def]
+    async def on_execute(self) -> AsyncIterator[None]:
         context = self.execution_context
         document = context.graphql_document
+        cost = None
         if document is not None and context.result is None:
             cost = operation_cost(
                 context.schema._schema, document, context.operation_name, context.variables, page_bounds=self.page_bounds
             )
             if cost is not None and cost > self.max_cost:
                 context.result = ExecutionResult(data=None, errors=[too_costly(cost, self.max_cost)])
-        yield
+                cost = None
+        admin = await context.context.admin_or_none() if cost is not None and cost >= COSTLY else None
+        if admin is None:
+            yield
+            return
+        async with self.turns.turn(admin.id):
+            yield
 
 
 def too_costly(cost: int, max_cost: int) -> GraphQLError:

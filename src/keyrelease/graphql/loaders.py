@@ -1,21 +1,28 @@
-"""Per-request DataLoaders: what a page of keys needs beyond the key rows (events, the
-latest delivery) is loaded for every key of the page in one statement, not one per key.
+"""Per-request loading: what a page of keys needs beyond the key rows (events, the latest
+delivery) is read for every key of the page in one statement, not one per key.
 
-A loader batches the loads made in one turn of the event loop and caches each key's answer
-for the rest of the request, so aliases of the same page load nothing twice. The cache is
-dropped before each mutation runs (:meth:`Loaders.forget`), so a mutation's answer never
-shows what was loaded before it changed the key.
+Two Strawberry DataLoaders batch the loads made in one turn of the event loop and cache each
+key's answer for the rest of the request, so aliases of one page read nothing twice. The
+``keys`` field loads its whole page through them before the keys resolve (:meth:`preload`),
+so each key's ``events`` and ``lastDelivery`` answer at once instead of each awaiting a
+future of its own. Identical pages (aliases of one ``keys`` call) are read once.
+
+Everything cached is dropped before each mutation runs (:meth:`Loaders.forget`), so a
+mutation's answer never shows what was loaded before it changed the key.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Collection, Sequence
+from datetime import datetime
 
 from strawberry.dataloader import DataLoader
 
-from keyrelease.models import KeyEvent, OutboxMessage
+from keyrelease.models import Admin, KeyEvent, OutboxMessage
 from keyrelease.service import queries
+from keyrelease.status import KeyStatus
 
 #: Keys per statement at most (one IN list); a page is at most 100 keys.
 BATCH = 500
@@ -37,8 +44,31 @@ class Loaders:
         self.last_delivery: DataLoader[uuid.UUID, OutboxMessage | None] = DataLoader(
             _last_deliveries, max_batch_size=BATCH
         )
+        self._pages: dict[tuple[int, int, str | None, KeyStatus | None], asyncio.Future[queries.KeyPage]] = {}
+
+    def page(
+        self, admin: Admin, now: datetime, *, first: int, after: str | None, status: KeyStatus | None
+    ) -> Awaitable[queries.KeyPage]:
+        """A page of the admin's keys, read once per request for the same arguments."""
+        request = (admin.institution_id, first, after, status)
+        if request not in self._pages:
+            self._pages[request] = asyncio.ensure_future(
+                queries.list_keys(admin, now, first=first, after=after, status=status)
+            )
+        return self._pages[request]
+
+    async def preload(self, key_ids: Collection[uuid.UUID], fields: Collection[str]) -> None:
+        """Load ``fields`` (GraphQL names: ``events``, ``lastDelivery``) of these keys now,
+        one statement each."""
+        loads: list[Awaitable[object]] = []
+        if "events" in fields:
+            loads.append(self.events.load_many(key_ids))
+        if "lastDelivery" in fields:
+            loads.append(self.last_delivery.load_many(key_ids))
+        await asyncio.gather(*loads)
 
     def forget(self) -> None:
         """Drop every cached answer (a mutation is about to change keys)."""
         self.events.clear_all()
         self.last_delivery.clear_all()
+        self._pages.clear()

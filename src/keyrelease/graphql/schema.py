@@ -21,11 +21,12 @@ from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
+from strawberry.types.nodes import SelectedField, Selection
 
 from keyrelease import db
 from keyrelease.deadline import UNAVAILABLE
 from keyrelease.graphql.context import ClientError, Context
-from keyrelease.graphql.cost import QueryCostLimit
+from keyrelease.graphql.cost import AdminTurns, QueryCostLimit
 from keyrelease.graphql.inputs import CreateKeyInput, ResendCodeInput, RevealKeyInput, RevokeKeyInput, VerifyKeyInput
 from keyrelease.graphql.types import (
     AdminType,
@@ -52,9 +53,11 @@ RevokeKeyResult = Annotated[ApiKey | KeyNotFoundError, strawberry.union("RevokeK
 log = logging.getLogger("keyrelease.graphql")
 
 MAX_ALIASES = 20
+#: Fields of a key read with a statement of their own, loaded for a whole page at once.
+LOADED_KEY_FIELDS = frozenset({"events", "lastDelivery"})
 #: The most field values one answer may hold (keyrelease.graphql.cost): a page of 100 keys
 #: with every field, their events and deliveries fits; 20 aliases of it do not.
-DEFAULT_MAX_COST = 20_000
+DEFAULT_MAX_COST = 12_000
 
 #: Fields that test a secret: at most one of them per request, so aliases cannot multiply guesses.
 GUESSING_FIELDS = frozenset({"verifyKey", "resendCode", "revealKey"})
@@ -100,15 +103,28 @@ class Query:
         admin = await info.context.querying_admin()
         if not 1 <= first <= queries.MAX_PAGE:
             raise ClientError(f"first must be between 1 and {queries.MAX_PAGE}.", "BAD_USER_INPUT")
+        loaders = info.context.loaders
         try:
-            page = await queries.list_keys(admin, info.context.clock.now(), first=first, after=after, status=status)
+            page = await loaders.page(admin, info.context.clock.now(), first=first, after=after, status=status)
         except queries.BadCursor as err:
             raise ClientError(str(err), "BAD_USER_INPUT") from None
+        await loaders.preload([k.id for k in page.keys], _asked_of_each_key(info.selected_fields))
         edges = [KeyEdge(cursor=queries.encode_cursor(k), node=ApiKey(model=k)) for k in page.keys]
         return KeyConnection(
             edges=edges,
             page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None),
         )
+
+
+def _asked_of_each_key(selections: list[Selection]) -> set[str]:
+    """Which of a key's loaded fields (``events``, ``lastDelivery``) the selection asks for,
+    at any depth, through fragments."""
+    asked: set[str] = set()
+    for selection in selections:
+        if isinstance(selection, SelectedField) and selection.name in LOADED_KEY_FIELDS:
+            asked.add(selection.name)
+        asked |= _asked_of_each_key(selection.selections)
+    return asked
 
 
 @strawberry.type
@@ -205,13 +221,14 @@ def build_schema(
     # The validation rules are built once: the validation cache is keyed by the rule classes,
     # and QueryDepthLimiter/MaxAliasesLimiter would make new classes on every request, so
     # the cache would never hit (a third of a small query's time went to validation).
+    turns = AdminTurns()  # shared by every request this schema serves
     rules: list[type[ASTValidationRule]] = [OneGuessPerRequest, depth_rule(max_depth, None, None), alias_rule(MAX_ALIASES)]
     extensions: list = [
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         lambda: AddValidationRules(rules),
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
-        lambda: QueryCostLimit(max_cost=max_cost, page_bounds=(1, queries.MAX_PAGE)),
+        lambda: QueryCostLimit(max_cost=max_cost, page_bounds=(1, queries.MAX_PAGE), turns=turns),
         MaskUnexpectedErrors,
     ]
     if not introspection:
