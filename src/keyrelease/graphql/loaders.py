@@ -38,6 +38,13 @@ async def _last_deliveries(key_ids: list[uuid.UUID]) -> Sequence[OutboxMessage |
     return [latest[key_id] for key_id in key_ids]
 
 
+def _retrieved(read: asyncio.Future[queries.KeyPage]) -> None:
+    """Every awaiting field gets the page's error; if the request was cancelled before any
+    did, this keeps asyncio from logging it as never retrieved."""
+    if not read.cancelled():
+        read.exception()
+
+
 class Loaders:
     def __init__(self) -> None:
         self.events: DataLoader[uuid.UUID, list[KeyEvent]] = DataLoader(_events, max_batch_size=BATCH)
@@ -52,9 +59,9 @@ class Loaders:
         """A page of the admin's keys, read once per request for the same arguments."""
         request = (admin.institution_id, first, after, status)
         if request not in self._pages:
-            self._pages[request] = asyncio.ensure_future(
-                queries.list_keys(admin, now, first=first, after=after, status=status)
-            )
+            read = asyncio.ensure_future(queries.list_keys(admin, now, first=first, after=after, status=status))
+            read.add_done_callback(_retrieved)
+            self._pages[request] = read
         return self._pages[request]
 
     async def preload(self, key_ids: Collection[uuid.UUID], fields: Collection[str]) -> None:
