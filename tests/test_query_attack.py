@@ -86,7 +86,11 @@ async def attack_while_probing(server: Server, attacker: str, documents: list[st
     (start, duration) relative to the attack's start."""
     limits = httpx.Limits(max_connections=len(documents) + 1, max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as http:
-        await http.post("/graphql", json={"query": PROBE, "variables": {"id": key_id}}, headers={"Authorization": f"Bearer {other}"})
+        # A server that has been running: its connection pool opened, its caches warm.
+        await asyncio.gather(*(
+            http.post("/graphql", json={"query": PROBE, "variables": {"id": key_id}}, headers={"Authorization": f"Bearer {other}"})
+            for _ in range(len(documents) + 1)
+        ))
         started = time.monotonic()
         attack = asyncio.gather(
             *(http.post("/graphql", json={"query": d}, headers={"Authorization": f"Bearer {attacker}"}) for d in documents)
@@ -94,13 +98,14 @@ async def attack_while_probing(server: Server, attacker: str, documents: list[st
         probes: list[tuple[float, float, int, dict]] = []
 
         async def probe_until_done() -> None:
-            await asyncio.sleep(0.05)  # let the attack's requests reach the server first
-            while not attack.done():
+            while True:  # the first probe leaves with the attack, the others while it lasts
                 sent = time.monotonic()
                 response = await http.post(
                     "/graphql", json={"query": PROBE, "variables": {"id": key_id}}, headers={"Authorization": f"Bearer {other}"}
                 )
                 probes.append((sent - started, time.monotonic() - sent, response.status_code, response.json()))
+                if attack.done():
+                    return
                 await asyncio.sleep(0.02)
 
         responses, _ = await asyncio.gather(attack, probe_until_done())
