@@ -264,7 +264,6 @@ class TestTurns:
 
 async def test_a_turn_is_forgotten_when_nobody_holds_or_awaits_it():
     turns = AdminTurns()
-    async with turns.turn(1):
-        async with turns.turn(2):
-            assert set(turns._locks) == {1, 2}
+    async with turns.turn(1), turns.turn(2):
+        assert set(turns._locks) == {1, 2}
     assert turns._locks == {} and turns._users == {}
