@@ -22,6 +22,7 @@ import asyncpg
 import httpx
 import pytest
 from dbutil import TABLES, asyncpg_url
+from sqlcount import StatementCounter, counting_pool
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from keyrelease import db, logs
@@ -171,6 +172,15 @@ def env_overrides() -> dict[str, str]:
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str, env_overrides: dict[str, str]) -> Settings:
     return Settings.from_env(base_env(tmp_path, KEYRELEASE_DATABASE_URL=database_url, **env_overrides))
+
+
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> StatementCounter:
+    """Counts the SQL statements the service sends (tests/sqlcount.py). Request it before the
+    app starts: on PostgreSQL only a pool created afterwards reports to it."""
+    counter = StatementCounter()
+    counting_pool(monkeypatch, counter)
+    return counter
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ nothing sleeps."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import uuid
 
@@ -13,7 +14,7 @@ import pytest
 from conftest import CREATE_KEY, FORM, GRANT, base_env, basic_auth, request_token, running_app
 from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
-from keyrelease.models import RateLimitCounter
+from keyrelease.models import Admin, RateLimitCounter
 from keyrelease.service.ratelimit import Rate, client_address
 
 LOGIN = "/ids/auth/login"
@@ -147,6 +148,10 @@ def test_the_defaults_leave_room_for_real_integrations(tmp_path):
     limits = Settings.from_env(base_env(tmp_path)).rate_limits
     assert (limits.token_client, limits.token_ip) == (Rate(600, 60), Rate(3000, 60))
     assert (limits.partner_ip, limits.partner_key, limits.admin) == (Rate(20, 60), Rate(10, 60), Rate(120, 60))
+    assert limits.admin_query == Rate(600, 60)  # queries have a budget of their own, above mutations'
+    with pytest.raises(ConfigError, match="KEYRELEASE_RATE_LIMIT_ADMIN_QUERY"):
+        Settings.from_env(base_env(tmp_path, KEYRELEASE_RATE_LIMIT_ADMIN_QUERY="often"))
+    assert Settings.from_env(base_env(tmp_path, KEYRELEASE_RATE_LIMIT_ADMIN_QUERY="off")).rate_limits.admin_query is None
 
 
 # -- the partner's revealKey ----------------------------------------------------------------
@@ -224,6 +229,54 @@ class TestAdminMutations:
         for _ in range(5):
             await api.data("{ me { email } }", token=ada.token)
         assert (await api.create_key(ada))["__typename"] == "ApiKey"
+
+
+class TestAdminQueries:
+    @pytest.fixture
+    def env_overrides(self):
+        return {"KEYRELEASE_RATE_LIMIT_STORE": "database", "KEYRELEASE_RATE_LIMIT_ADMIN_QUERY": "3/minute"}
+
+    async def test_an_admin_past_the_query_limit_gets_rate_limited_and_others_do_not(self, api, clock):
+        ada = await api.admin()
+        bob = await api.admin("bob@uni.example")
+        for _ in range(3):
+            await api.data("{ me { email } }", token=ada.token)
+        clock.advance(seconds=15)
+        response = await api.post("{ me { email } }", token=ada.token)
+        assert response.status_code == 200
+        assert response.json()["errors"][0]["extensions"] == {"code": "RATE_LIMITED", "retryAfter": 45}
+        assert response.headers["retry-after"] == "45"
+        assert (await api.data("{ me { email } }", token=bob.token))["me"]["email"] == bob.email
+        clock.advance(seconds=45)
+        assert (await api.data("{ me { email } }", token=ada.token))["me"]["email"] == ada.email
+
+    async def test_a_request_counts_once_whatever_its_fields_and_aliases(self, api):
+        ada = await api.admin()
+        many = "{ me { email } " + " ".join(f"k{n}: keys(first: 1) {{ edges {{ cursor }} }}" for n in range(19)) + " }"
+        for _ in range(3):
+            await api.data(many, token=ada.token)
+        body = await api.gql(many, token=ada.token)
+        assert body["data"] is None
+        assert {e["extensions"]["code"] for e in body["errors"]} == {"RATE_LIMITED"}
+
+    async def test_parallel_queries_get_exactly_the_limit(self, api):
+        ada = await api.admin()
+        answers = await asyncio.gather(*(api.gql("{ me { email } }", token=ada.token) for _ in range(12)))
+        assert sum("errors" not in a for a in answers) == 3
+        assert await RateLimitCounter.filter(bucket=f"admin_query:{(await Admin.get(email=ada.email)).id}").count() == 1
+
+    async def test_mutations_do_not_spend_the_query_budget(self, api):
+        ada = await api.admin()
+        for n in range(4):
+            assert (await api.create_key(ada, name=f"k{n}"))["__typename"] == "ApiKey"
+        for _ in range(3):
+            await api.data("{ me { email } }", token=ada.token)
+
+    async def test_an_unauthenticated_query_is_refused_without_being_counted(self, api):
+        for _ in range(5):
+            body = await api.gql("{ me { email } }")
+            assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+        assert await RateLimitCounter.filter(bucket__startswith="admin_query:").count() == 0
 
 
 class TestMemoryStore:

@@ -73,6 +73,7 @@ def create_app(
         introspection=settings.graphql_introspection,
         max_depth=settings.graphql_max_depth,
         max_tokens=settings.graphql_max_tokens,
+        max_cost=settings.graphql_max_cost,
     )
     last_use = LastUseRecorder(flush_seconds=settings.last_used_flush_seconds)
     store = MemoryCounterStore() if settings.rate_limits_in_memory else DatabaseCounterStore()

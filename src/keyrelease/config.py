@@ -57,6 +57,8 @@ class Settings:
     graphql_max_tokens: int = 2000
     #: The largest GraphQL document (bytes) accepted without an admin token; refused before parsing.
     graphql_max_unauthenticated_bytes: int = 2048
+    #: The most field values one answer may hold (docs/api.md#limits): refused before execution.
+    graphql_max_cost: int = 12_000
     max_body_bytes: int = 64 * 1024
     dispatcher_enabled: bool = True
     #: Access tokens (see docs/tokens.md). ``jwt_issuer`` empty means ``public_url``.
@@ -221,6 +223,7 @@ class Settings:
             graphql_max_unauthenticated_bytes=reader.integer(
                 "GRAPHQL_MAX_UNAUTHENTICATED_BYTES", 2048, minimum=256, maximum=1024 * 1024
             ),
+            graphql_max_cost=reader.integer("GRAPHQL_MAX_COST", 12_000, minimum=1000, maximum=10_000_000),
             max_body_bytes=reader.integer("MAX_BODY_BYTES", 64 * 1024, minimum=1024),
             dispatcher_enabled=reader.boolean("DISPATCHER", True),
             jwt_issuer=reader.claim("JWT_ISSUER", "") if env.get(PREFIX + "JWT_ISSUER", "").strip() else "",
@@ -252,6 +255,7 @@ class Settings:
                 partner_ip=reader.rate("RATE_LIMIT_PARTNER_IP", RateLimits.partner_ip),
                 partner_key=reader.rate("RATE_LIMIT_PARTNER_KEY", RateLimits.partner_key),
                 admin=reader.rate("RATE_LIMIT_ADMIN", RateLimits.admin),
+                admin_query=reader.rate("RATE_LIMIT_ADMIN_QUERY", RateLimits.admin_query),
             ),
             rate_limit_store=reader.choice("RATE_LIMIT_STORE", "auto", ("auto", "database", "memory")),
             trusted_proxies=reader.networks("TRUSTED_PROXIES"),

@@ -158,6 +158,8 @@ class KeyEvent(Model):
     class Meta:
         table = "key_event"
         ordering = ["id"]
+        # A key's history, and a page's histories at once (``key_id IN (…) ORDER BY id``).
+        indexes = (("key_id", "id"),)
 
 
 class OutboxMessage(Model):
@@ -188,7 +190,8 @@ class OutboxMessage(Model):
 
     class Meta:
         table = "outbox_message"
-        indexes = (("status", "next_attempt_at"),)
+        # The dispatcher's queue; a key's (and a page's) latest deliveries.
+        indexes = (("status", "next_attempt_at"), ("key_id", "created_at"))
 
 
 class RateLimitCounter(Model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from graphql import GraphQLError
@@ -9,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from keyrelease.clock import Clock
+from keyrelease.graphql.loaders import Loaders
 from keyrelease.models import Admin
 from keyrelease.service import admins
 from keyrelease.service.keys import KeyService, parse_key_id
@@ -42,16 +44,23 @@ class Context:
     keys: KeyService
     clock: Clock
     response: Response | None = None
+    loaders: Loaders = field(default_factory=Loaders, init=False)
     _admin: Admin | None = field(default=None, init=False)
     _checked: bool = field(default=False, init=False)
+    #: Fields of a query run concurrently (aliases, siblings): the first to ask authenticates
+    #: and counts the request; the others wait for its answer.
+    _once: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    _query_counted: bool = field(default=False, init=False)
+    _query_limited: Limited | None = field(default=None, init=False)
 
     async def admin_or_none(self) -> Admin | None:
-        if not self._checked:
-            self._checked = True
-            header = self.request.headers.get("authorization", "")
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                self._admin = await admins.authenticate(self.clock, token.strip())
+        async with self._once:
+            if not self._checked:
+                header = self.request.headers.get("authorization", "")
+                scheme, _, token = header.partition(" ")
+                if scheme.lower() == "bearer" and token.strip():
+                    self._admin = await admins.authenticate(self.clock, token.strip())
+                self._checked = True
         return self._admin
 
     async def admin(self) -> Admin:
@@ -62,12 +71,26 @@ class Context:
             raise ClientError(TOKEN_NOT_ACCEPTED if sent else UNAUTHENTICATED, "UNAUTHENTICATED")
         return admin
 
+    async def querying_admin(self) -> Admin:
+        """The authenticated admin, the request counted once (however many fields and
+        aliases it has) against the per-admin query limit."""
+        admin = await self.admin()
+        async with self._once:
+            if not self._query_counted:
+                limiter = self._limiter()
+                self._query_limited = await limiter.admin_query(admin.id) if limiter is not None else None
+                self._query_counted = True
+        self._refuse_if(self._query_limited)
+        return admin
+
     async def mutating_admin(self) -> Admin:
-        """The authenticated admin, counted against the per-admin mutation limit."""
+        """The authenticated admin, counted against the per-admin mutation limit. What the
+        request loaded before is forgotten: this mutation may change it."""
         admin = await self.admin()
         limiter = self._limiter()
         if limiter is not None:
             self._refuse_if(await limiter.admin_mutation(admin.id))
+        self.loaders.forget()
         return admin
 
     async def check_partner_reveal(self, key_id: str) -> None:

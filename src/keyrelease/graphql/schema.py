@@ -21,10 +21,12 @@ from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
+from strawberry.types.nodes import SelectedField, Selection
 
 from keyrelease.deadline import UNAVAILABLE
 from keyrelease.graphql import errors
 from keyrelease.graphql.context import ClientError, Context
+from keyrelease.graphql.cost import AdminTurns, QueryCostLimit
 from keyrelease.graphql.inputs import CreateKeyInput, ResendCodeInput, RevealKeyInput, RevokeKeyInput, VerifyKeyInput
 from keyrelease.graphql.types import (
     AdminType,
@@ -58,6 +60,11 @@ RevealKeyResult = Annotated[KeyCredentials | VerificationError | ValidationError
 RevokeKeyResult = Annotated[ApiKey | KeyNotFoundError | ValidationError, strawberry.union("RevokeKeyResult")]
 
 MAX_ALIASES = 20
+#: Fields of a key read with a statement of their own, loaded for a whole page at once.
+LOADED_KEY_FIELDS = frozenset({"events", "lastDelivery"})
+#: The most field values one answer may hold (keyrelease.graphql.cost): a page of 100 keys
+#: with every field, their events and deliveries (10,905) fits; the console needs 1,105 at most.
+DEFAULT_MAX_COST = 12_000
 
 #: Fields that test a secret: at most one of them per request, so aliases cannot multiply guesses.
 GUESSING_FIELDS = frozenset({"verifyKey", "resendCode", "revealKey"})
@@ -91,7 +98,7 @@ def _map(result: object) -> Any:
 class Query:
     @strawberry.field(description="The admin making the request.")
     async def me(self, info: Info[Context, None]) -> AdminType:
-        return AdminType.of(await info.context.admin())
+        return AdminType.of(await info.context.querying_admin())
 
     @strawberry.field(
         name="serverTime",
@@ -102,13 +109,13 @@ class Query:
 
     @strawberry.field(description="The numbers of the verification flow this server enforces.")
     async def policy(self, info: Info[Context, None]) -> Policy:
-        await info.context.admin()
+        await info.context.querying_admin()
         return Policy.of(info.context.keys.policy)
 
     @strawberry.field(description="A key of your institution, or null.")
     async def key(self, info: Info[Context, None], id: strawberry.ID) -> ApiKey | None:
         try:
-            model = await queries.get_key(await info.context.admin(), id)
+            model = await queries.get_key(await info.context.querying_admin(), id)
         except queries.BadQueryInput as err:
             raise ClientError(str(err), "BAD_USER_INPUT") from None
         return ApiKey(model=model) if model else None
@@ -121,18 +128,31 @@ class Query:
         after: str | None = None,
         status: KeyStatus | None = None,
     ) -> KeyConnection:
-        admin = await info.context.admin()
+        admin = await info.context.querying_admin()
         if not 1 <= first <= queries.MAX_PAGE:
             raise ClientError(f"first must be between 1 and {queries.MAX_PAGE}.", "BAD_USER_INPUT")
+        loaders = info.context.loaders
         try:
-            page = await queries.list_keys(admin, info.context.clock.now(), first=first, after=after, status=status)
+            page = await loaders.page(admin, info.context.clock.now(), first=first, after=after, status=status)
         except queries.BadQueryInput as err:
             raise ClientError(str(err), "BAD_USER_INPUT") from None
+        await loaders.preload([k.id for k in page.keys], _asked_of_each_key(info.selected_fields))
         edges = [KeyEdge(cursor=queries.encode_cursor(k), node=ApiKey(model=k)) for k in page.keys]
         return KeyConnection(
             edges=edges,
             page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None),
         )
+
+
+def _asked_of_each_key(selections: list[Selection]) -> set[str]:
+    """Which of a key's loaded fields (``events``, ``lastDelivery``) the selection asks for,
+    at any depth, through fragments."""
+    asked: set[str] = set()
+    for selection in selections:
+        if isinstance(selection, SelectedField) and selection.name in LOADED_KEY_FIELDS:
+            asked.add(selection.name)
+        asked |= _asked_of_each_key(selection.selections)
+    return asked
 
 
 @strawberry.type
@@ -228,16 +248,20 @@ class MaskUnexpectedErrors(MaskErrors):
         )
 
 
-def build_schema(*, introspection: bool = True, max_depth: int = 10, max_tokens: int = 2000) -> strawberry.Schema:
+def build_schema(
+    *, introspection: bool = True, max_depth: int = 10, max_tokens: int = 2000, max_cost: int = DEFAULT_MAX_COST
+) -> strawberry.Schema:
     # The validation rules are built once: the validation cache is keyed by the rule classes,
     # and QueryDepthLimiter/MaxAliasesLimiter would make new classes on every request, so
     # the cache would never hit (a third of a small query's time went to validation).
+    turns = AdminTurns()  # shared by every request this schema serves
     rules: list[type[ASTValidationRule]] = [OneGuessPerRequest, depth_rule(max_depth, None, None), alias_rule(MAX_ALIASES)]
     extensions: list = [
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         lambda: AddValidationRules(rules),
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
+        lambda: QueryCostLimit(max_cost=max_cost, page_bounds=(1, queries.MAX_PAGE), turns=turns),
         MaskUnexpectedErrors,
     ]
     if not introspection:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import TypeVar
 
 import strawberry
 from strawberry.types import Info
@@ -10,9 +13,11 @@ from strawberry.types import Info
 from keyrelease import models
 from keyrelease.graphql.context import Context
 from keyrelease.policy import VerificationPolicy
-from keyrelease.service import queries
 from keyrelease.status import KeyStatus as DomainKeyStatus
 from keyrelease.status import key_status
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 KeyKind = strawberry.enum(models.KeyKind, name="KeyKind", description="Who will use the key.")
 KeyStatus = strawberry.enum(DomainKeyStatus, name="KeyStatus", description="Derived from the key's timestamps.")
@@ -210,14 +215,33 @@ class ApiKey:
         return self.model.partner_email
 
     @strawberry.field(name="lastDelivery", description="The latest email about this key: the code, or the partner's password.")
-    async def last_delivery(self) -> Delivery | None:
-        message = await queries.last_delivery(self.model.id)
-        return Delivery.of(message) if message is not None else None
+    def last_delivery(self, info: Info[Context, None]) -> Delivery | None:
+        return _now_or_later(info.context.loaders.last_delivery.load(self.model.id), _delivery)
 
     @strawberry.field
-    async def events(self) -> list[KeyEvent]:
-        rows = await queries.key_events(self.model.id)
-        return [KeyEvent(type=row.type, at=row.at, detail=row.detail) for row in rows]
+    def events(self, info: Info[Context, None]) -> list[KeyEvent]:
+        return _now_or_later(info.context.loaders.events.load(self.model.id), _events)
+
+
+def _delivery(message: models.OutboxMessage | None) -> Delivery | None:
+    return Delivery.of(message) if message is not None else None
+
+
+def _events(rows: list[models.KeyEvent]) -> list[KeyEvent]:
+    return [KeyEvent(type=row.type, at=row.at, detail=row.detail) for row in rows]
+
+
+def _now_or_later(loaded: Awaitable[T], convert: Callable[[T], R]) -> R:
+    """``convert`` of a DataLoader's answer: at once when it is already loaded (a page
+    preloads its keys), so the field costs no task of its own; otherwise an awaitable of it,
+    which the executor awaits (a single key, a mutation's answer)."""
+    if isinstance(loaded, asyncio.Future) and loaded.done() and not loaded.cancelled() and loaded.exception() is None:
+        return convert(loaded.result())
+
+    async def later() -> R:
+        return convert(await loaded)
+
+    return later()  # type: ignore[return-value]
 
 
 @strawberry.type(description="A key's credentials, returned once. Store the secret now.")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -94,20 +95,32 @@ async def list_keys(
     return KeyPage(keys=rows[:first], has_next_page=len(rows) > first)
 
 
-async def key_events(key_id: uuid.UUID) -> list[KeyEvent]:
-    return await KeyEvent.filter(key_id=key_id).order_by("id")
+async def events_of_keys(key_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[KeyEvent]]:
+    """Each key's history, oldest first, for many keys in one statement (keys without
+    events map to an empty list)."""
+    history: dict[uuid.UUID, list[KeyEvent]] = {key_id: [] for key_id in key_ids}
+    for event in await KeyEvent.filter(key_id__in=list(history)).order_by("id"):
+        history[_uuid(event.key_id)].append(event)
+    return history
 
 
-async def last_delivery(key_id: uuid.UUID) -> OutboxMessage | None:
-    """The key's latest mail (code or partner OTP) and how its delivery stands.
+async def last_deliveries(key_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, OutboxMessage | None]:
+    """Each key's latest mail (code or partner OTP) and how its delivery stands, for many
+    keys in one statement; None for a key that never had mail.
 
     A key has a handful of messages at most (its codes and one OTP), so they are ordered
     here: by when they were queued, then the OTP after the code that led to it, then the
     newer code generation (a resend in the same instant).
     """
-    messages = await OutboxMessage.filter(key_id=key_id)
-    return max(
-        messages,
-        key=lambda m: (m.created_at, m.kind is MessageKind.PARTNER_OTP, int(m.payload.get("generation", 0))),
-        default=None,
-    )
+    messages: dict[uuid.UUID, list[OutboxMessage]] = {key_id: [] for key_id in key_ids}
+    for message in await OutboxMessage.filter(key_id__in=list(messages)):
+        messages[_uuid(message.key_id)].append(message)
+    return {key_id: max(found, key=_delivery_order, default=None) for key_id, found in messages.items()}
+
+
+def _delivery_order(message: OutboxMessage) -> tuple[datetime, bool, int]:
+    return message.created_at, message.kind is MessageKind.PARTNER_OTP, int(message.payload.get("generation", 0))
+
+
+def _uuid(value: object) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))

@@ -71,6 +71,9 @@ class RateLimits:
     partner_ip: Rate | None = Rate(20, 60)
     partner_key: Rate | None = Rate(10, 60)
     admin: Rate | None = Rate(120, 60)
+    #: Authenticated GraphQL queries per admin: one count per request, whatever it asks for
+    #: (its size is bounded by the query cost limit).
+    admin_query: Rate | None = Rate(600, 60)
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,10 @@ class RateLimiter:
 
     async def admin_mutation(self, admin_id: int) -> Limited | None:
         return await self._check([("admin", self.limits.admin, str(admin_id))])
+
+    async def admin_query(self, admin_id: int) -> Limited | None:
+        """One authenticated query request; its own budget, apart from mutations'."""
+        return await self._check([("admin_query", self.limits.admin_query, str(admin_id))])
 
     async def prune(self) -> int:
         return await self.store.prune(math.floor(self.clock.now().timestamp()))
