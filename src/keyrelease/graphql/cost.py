@@ -135,7 +135,12 @@ class _Walk:
     def first(self, node: FieldNode, definition: GraphQLField) -> int | None:
         if "first" not in definition.args:
             return None
-        value = get_argument_values(definition, node, self.variables).get("first")
+        try:
+            value = get_argument_values(definition, node, self.variables).get("first")
+        except GraphQLError:
+            # An argument that does not fit its type (null for a non-null ``first``): priced
+            # at the largest page here; execution refuses it as BAD_USER_INPUT at its field.
+            return self.high
         if not isinstance(value, int):
             return self.high
         return max(self.low, min(value, self.high))
