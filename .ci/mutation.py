@@ -86,6 +86,16 @@ def results(files: list[str]) -> dict[str, dict[str, int | None]]:
     return found
 
 
+def row(label: str, counts: Counter[str]) -> str:
+    """A table row; the score is over the mutants that were tested ("unrun": not yet)."""
+    unrun = counts["not checked"]
+    tested = sum(counts.values()) - unrun
+    other = tested - counts["killed"] - counts["timeout"] - counts["survived"]
+    score = f"{100 * (counts['killed'] + counts['timeout']) / tested:6.1f}%" if tested else "      -"
+    return (f"{label:42} {tested + unrun:7} {counts['killed']:7} {counts['timeout']:7} {counts['survived']:8} "
+            f"{other:6} {unrun:6} {score}")
+
+
 def documented_equivalents() -> set[str]:
     """Mutant names docs/testing.md explains (written in backticks)."""
     if not DOCS.exists():
@@ -140,25 +150,22 @@ def main() -> int:
     totals: Counter[str] = Counter()
     survivors: list[str] = []
     print()
-    print(f"{'module':42} {'mutants':>7} {'killed':>7} {'timeout':>7} {'survived':>8} {'other':>6} {'score':>7}")
+    print(f"{'module':42} {'mutants':>7} {'killed':>7} {'timeout':>7} {'survived':>8} {'other':>6} {'unrun':>6} {'score':>7}")
     for path, codes in by_file.items():
         codes = {name: code for name, code in codes.items() if not patterns or name.startswith(tuple(patterns))}
         if not codes:
             continue
         counts = Counter(verdict(code) for code in codes.values())
         totals.update(counts)
-        survivors += sorted(name for name, code in codes.items() if verdict(code) not in ("killed", "timeout"))
-        total = sum(counts.values())
-        other = total - counts["killed"] - counts["timeout"] - counts["survived"]
-        score = 100 * (counts["killed"] + counts["timeout"]) / total
-        print(f"{module_of(path):42} {total:7} {counts['killed']:7} {counts['timeout']:7} {counts['survived']:8} {other:6} {score:6.1f}%")
-    total = sum(totals.values())
-    if not total:
+        survivors += sorted(name for name, code in codes.items() if verdict(code) not in ("killed", "timeout", "not checked"))
+        print(row(module_of(path), counts))
+    if not sum(totals.values()):
         print("mutation: no mutants found", file=sys.stderr)
         return 1
-    score = 100 * (totals["killed"] + totals["timeout"]) / total
+    print(row("TOTAL", totals))
+    total = sum(totals.values()) - totals["not checked"]
+    score = 100 * (totals["killed"] + totals["timeout"]) / max(total, 1)
     other = total - totals["killed"] - totals["timeout"] - totals["survived"]
-    print(f"{'TOTAL':42} {total:7} {totals['killed']:7} {totals['timeout']:7} {totals['survived']:8} {other:6} {score:6.1f}%")
 
     if survivors:
         print(f"\nNot killed ({len(survivors)}; '=' marks those docs/testing.md explains as equivalent):")
@@ -173,6 +180,7 @@ def main() -> int:
         "tool": version,
         "modules": [module_of(f) for f in by_file],
         "mutants": total,
+        "not_run": totals["not checked"],
         "killed": totals["killed"],
         "timeout": totals["timeout"],
         "survived": totals["survived"],
@@ -182,9 +190,12 @@ def main() -> int:
         "survivors": survivors,
     }
     (MUTANTS / "score.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"\n{version}: {total} mutants, {totals['killed']} killed, {totals['timeout']} timed out, "
+    print(f"\n{version}: {total} mutants tested, {totals['killed']} killed, {totals['timeout']} timed out, "
           f"{totals['survived']} survived, {other} other; took {elapsed / 60:.1f} min")
-    print(f"Mutation score: {score:.1f}% (killed + timed out / all mutants); minimum {minimum:.0f}%")
+    print(f"Mutation score: {score:.1f}% (killed + timed out / mutants tested); minimum {minimum:.0f}%")
+    if totals["not checked"]:
+        print(f"INCOMPLETE: {totals['not checked']} mutants not run yet; `make mutation MUTATION_ARGS=--resume` goes on")
+        return 1
     if unexplained:
         print(f"{len(unexplained)} survivor(s) neither killed nor explained in docs/testing.md: "
               "`.venv/bin/mutmut show NAME` shows one")

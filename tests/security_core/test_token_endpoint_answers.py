@@ -1,0 +1,127 @@
+"""Every answer of POST /ids/auth/login, byte for byte: status, JSON body and headers, for
+each way a request can be wrong, at the exact size and field-count limits, and for a client
+that goes away before its body arrives."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import FORM, GRANT, basic_auth, released_key, request_token
+
+LOGIN = "/ids/auth/login"
+UNKNOWN = basic_auth("us-east-1#00000000-0000-0000-0000-000000000000", "no-such-secret")
+CONTENT_TYPE = "Content-Type must be application/x-www-form-urlencoded."
+NOT_A_FORM = "The body is not a valid form, or repeats a parameter."
+TOO_LARGE = "The request body is larger than 4096 bytes."
+
+
+def error(code: str, description: str) -> dict:
+    return {"error": code, "error_description": description}
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "expected"),
+    [
+        ({"Authorization": UNKNOWN}, GRANT, 400, error("invalid_request", CONTENT_TYPE)),
+        ({"Authorization": UNKNOWN, "Content-Type": "text/plain"}, GRANT, 400, error("invalid_request", CONTENT_TYPE)),
+        ({**FORM, "Authorization": UNKNOWN}, GRANT + "&" + GRANT, 400, error("invalid_request", NOT_A_FORM)),
+        ({**FORM, "Authorization": UNKNOWN}, "scope=x", 400, error("invalid_request", "grant_type is required.")),
+        (
+            {**FORM, "Authorization": UNKNOWN},
+            "grant_type=password",
+            400,
+            error("unsupported_grant_type", "Only grant_type=client_credentials is supported."),
+        ),
+        (
+            {**FORM, "Authorization": "Basic !!!"},
+            GRANT,
+            400,
+            error("invalid_request", "The Authorization header is not valid Basic credentials."),
+        ),
+        ({**FORM, "Authorization": UNKNOWN}, GRANT, 401, error("invalid_client", "Client authentication failed.")),
+        ({**FORM}, GRANT, 401, error("invalid_client", "Client authentication failed.")),
+    ],
+)
+async def test_each_refusal_has_its_exact_status_body_and_headers(client, headers, body, status, expected):
+    response = await client.post(LOGIN, content=body.encode(), headers=headers)
+    assert response.status_code == status
+    assert response.json() == expected
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["pragma"] == "no-cache"
+    assert response.headers["content-length"] == str(len(response.content))
+    if status == 401:
+        assert response.headers["www-authenticate"] == 'Basic realm="keyrelease"'
+    else:
+        assert "www-authenticate" not in response.headers
+
+
+async def test_a_granted_token_answer_is_compact_json_with_bearer_type(api, client):
+    _, creds = await released_key(api, await api.admin())
+    response = await request_token(client, creds["clientId"], creds["clientSecret"])
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"access_token", "expires_in", "scope", "token_type"} and body["token_type"] == "Bearer"
+    assert response.content == json.dumps(body, separators=(",", ":")).encode()
+
+
+def padded(total: int) -> bytes:
+    """A valid grant body of exactly ``total`` bytes."""
+    prefix = GRANT + "&pad="
+    return (prefix + "x" * (total - len(prefix))).encode()
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_body_of_exactly_4096_bytes_is_read_and_one_more_byte_is_refused(client, streamed):
+    headers = {**FORM, "Authorization": UNKNOWN}
+
+    def content(body: bytes):
+        if not streamed:
+            return body
+
+        async def chunks():
+            for i in range(0, len(body), 1000):
+                yield body[i : i + 1000]
+
+        return chunks()
+
+    at_limit = await client.post(LOGIN, content=content(padded(4096)), headers=headers)
+    assert at_limit.status_code == 401, at_limit.text
+    over = await client.post(LOGIN, content=content(padded(4097)), headers=headers)
+    assert over.status_code == 413
+    assert over.json() == error("invalid_request", TOO_LARGE)
+
+
+async def test_sixteen_form_fields_are_read_and_a_seventeenth_is_refused(client):
+    headers = {**FORM, "Authorization": UNKNOWN}
+    fifteen = "&".join(f"f{i}=1" for i in range(15))
+    at_limit = await client.post(LOGIN, content=f"{GRANT}&{fifteen}", headers=headers)
+    assert at_limit.status_code == 401, at_limit.text
+    over = await client.post(LOGIN, content=f"{GRANT}&{fifteen}&f15=1", headers=headers)
+    assert over.status_code == 400 and over.json() == error("invalid_request", NOT_A_FORM)
+
+
+async def test_blank_form_values_are_kept_so_an_empty_grant_type_is_missing(client):
+    response = await client.post(LOGIN, content="grant_type=&scope=", headers={**FORM, "Authorization": UNKNOWN})
+    assert response.json() == error("invalid_request", "grant_type is required.")
+
+
+async def test_a_client_that_disconnects_before_its_body_gets_an_invalid_request(app):
+    sent: list[dict] = []
+    headers = [(b"content-type", FORM["Content-Type"].encode()), (b"authorization", UNKNOWN.encode())]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": LOGIN, "raw_path": LOGIN.encode(), "query_string": b"", "root_path": "",
+        "headers": headers, "client": ("127.0.0.1", 50000), "server": ("keyrelease.test", 80),
+    }
+
+    async def receive() -> dict:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"]) == error("invalid_request", "The request body was not received.")
