@@ -66,6 +66,15 @@ async def test_a_granted_token_answer_is_compact_json_with_bearer_type(api, clie
     assert response.content == json.dumps(body, separators=(",", ":")).encode()
 
 
+def asgi_scope(headers: list[tuple[bytes, bytes]]) -> dict:
+    """A POST to the token endpoint, for driving the ASGI app by hand."""
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": LOGIN, "raw_path": LOGIN.encode(), "query_string": b"", "root_path": "",
+        "headers": headers, "client": ("127.0.0.1", 50000), "server": ("keyrelease.test", 80),
+    }
+
+
 def padded(total: int) -> bytes:
     """A valid grant body of exactly ``total`` bytes."""
     prefix = GRANT + "&pad="
@@ -110,18 +119,40 @@ async def test_blank_form_values_are_kept_so_an_empty_grant_type_is_missing(clie
 async def test_a_client_that_disconnects_before_its_body_gets_an_invalid_request(app):
     sent: list[dict] = []
     headers = [(b"content-type", FORM["Content-Type"].encode()), (b"authorization", UNKNOWN.encode())]
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": LOGIN, "raw_path": LOGIN.encode(), "query_string": b"", "root_path": "",
-        "headers": headers, "client": ("127.0.0.1", 50000), "server": ("keyrelease.test", 80),
-    }
-
     async def receive() -> dict:
         return {"type": "http.disconnect"}
 
     async def send(message: dict) -> None:
         sent.append(message)
 
-    await app(scope, receive, send)
+    await app(asgi_scope(headers), receive, send)
     assert sent[0]["status"] == 400
     assert json.loads(sent[1]["body"]) == error("invalid_request", "The request body was not received.")
+
+
+async def test_a_blank_repeat_of_a_parameter_is_still_a_repeat(client):
+    response = await client.post(
+        LOGIN, content=f"grant_type=&{GRANT}", headers={**FORM, "Authorization": UNKNOWN}
+    )
+    assert response.status_code == 400 and response.json() == error("invalid_request", NOT_A_FORM)
+
+
+async def test_a_declared_oversize_body_is_refused_without_reading_it(app):
+    sent: list[dict] = []
+    reads = 0
+    headers = [
+        (b"content-type", FORM["Content-Type"].encode()),
+        (b"content-length", b"4097"),
+        (b"authorization", UNKNOWN.encode()),
+    ]
+
+    async def receive() -> dict:
+        nonlocal reads
+        reads += 1
+        return {"type": "http.request", "body": padded(4097), "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await app(asgi_scope(headers), receive, send)
+    assert sent[0]["status"] == 413 and reads == 0

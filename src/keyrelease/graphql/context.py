@@ -76,11 +76,10 @@ class Context:
         self._refuse_if(await limiter.partner_reveal(self.client_address(), str(parsed) if parsed else key_id))
 
     def client_address(self) -> str:
-        trusted = getattr(self.request.app.state, "settings", None)
         return client_address(
             self.request.client.host if self.request.client else None,
             self.request.headers.getlist("x-forwarded-for"),
-            trusted.trusted_proxies if trusted is not None else (),
+            self.request.app.state.settings.trusted_proxies,
         )
 
     def _limiter(self) -> RateLimiter | None:
