@@ -156,3 +156,28 @@ async def test_a_declared_oversize_body_is_refused_without_reading_it(app):
 
     await app(asgi_scope(headers), receive, send)
     assert sent[0]["status"] == 413 and reads == 0
+
+
+async def drive(app, messages: list[dict]) -> tuple[int, dict]:
+    """Send ``messages`` as the request body events; the status and JSON body answered."""
+    sent: list[dict] = []
+    pending = list(messages)
+    headers = [(b"content-type", FORM["Content-Type"].encode()), (b"authorization", UNKNOWN.encode())]
+
+    async def receive() -> dict:
+        return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await app(asgi_scope(headers), receive, send)
+    return sent[0]["status"], json.loads(sent[1]["body"])
+
+
+async def test_body_events_may_leave_out_body_and_more_body_as_asgi_allows(app):
+    # No "body": an empty chunk. No "more_body": the last chunk.
+    status, body = await drive(app, [{"type": "http.request", "more_body": True}, {"type": "http.request", "body": GRANT.encode()}])
+    assert (status, body) == (401, error("invalid_client", "Client authentication failed."))
+    status, body = await drive(app, [{"type": "http.request", "body": b"grant_type=client_", "more_body": True},
+                                     {"type": "http.request", "body": b"credentials", "more_body": False}])
+    assert status == 401
