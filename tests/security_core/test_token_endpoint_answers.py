@@ -181,3 +181,22 @@ async def test_body_events_may_leave_out_body_and_more_body_as_asgi_allows(app):
     status, body = await drive(app, [{"type": "http.request", "body": b"grant_type=client_", "more_body": True},
                                      {"type": "http.request", "body": b"credentials", "more_body": False}])
     assert status == 401
+
+
+async def test_header_names_go_out_lowercase_as_asgi_requires(app):
+    sent: list[dict] = []
+    headers = [(b"content-type", FORM["Content-Type"].encode()), (b"authorization", UNKNOWN.encode())]
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": GRANT.encode()}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = asgi_scope(headers)
+    del scope["client"]  # optional in ASGI: the peer is then unknown
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 401
+    names = [name for name, _ in sent[0]["headers"]]
+    assert {b"content-type", b"cache-control", b"pragma", b"content-length", b"www-authenticate"} <= set(names)
+    assert all(name == name.lower() for name in names)
