@@ -5,8 +5,10 @@ that goes away before its body arrives."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
+from tortoise.exceptions import DBConnectionError
 from conftest import FORM, GRANT, basic_auth, released_key, request_token
 
 LOGIN = "/ids/auth/login"
@@ -200,3 +202,19 @@ async def test_header_names_go_out_lowercase_as_asgi_requires(app):
     names = [name for name, _ in sent[0]["headers"]]
     assert {b"content-type", b"cache-control", b"pragma", b"content-length", b"www-authenticate"} <= set(names)
     assert all(name == name.lower() for name in names)
+
+
+async def test_an_unreachable_database_is_a_retryable_503_logged_once_by_exception_type(app, client, caplog, monkeypatch):
+    async def unreachable(*_args):
+        raise DBConnectionError("connection to db.internal:5432 refused")
+
+    monkeypatch.setattr(app.state.oauth.clients, "authenticate", unreachable)
+    caplog.set_level(logging.INFO, logger="keyrelease.oauth")
+    response = await client.post(LOGIN, content=GRANT, headers={**FORM, "Authorization": UNKNOWN})
+    assert response.status_code == 503
+    assert response.json() == error("temporarily_unavailable", "Try again shortly.")
+    assert response.headers["retry-after"] == "1"
+    records = [r for r in caplog.records if r.name == "keyrelease.oauth"]
+    assert [(r.levelname, r.getMessage()) for r in records] == [
+        ("ERROR", "token endpoint: database unavailable (DBConnectionError)")
+    ]
