@@ -218,3 +218,16 @@ async def test_an_unreachable_database_is_a_retryable_503_logged_once_by_excepti
     assert [(r.levelname, r.getMessage()) for r in records] == [
         ("ERROR", "token endpoint: database unavailable (DBConnectionError)")
     ]
+
+
+async def test_an_unexpected_failure_is_a_500_logged_once_with_its_traceback(app, client, caplog, monkeypatch):
+    async def crash(*_args):
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(app.state.oauth.clients, "authenticate", crash)
+    response = await client.post(LOGIN, content=GRANT, headers={**FORM, "Authorization": UNKNOWN})
+    assert response.status_code == 500
+    assert response.json() == error("server_error", "The server could not issue a token.")
+    records = [r for r in caplog.records if r.name == "keyrelease.oauth"]
+    assert [(r.levelname, r.getMessage()) for r in records] == [("ERROR", "token endpoint failed")]
+    assert records[0].exc_info and records[0].exc_info[0] is RuntimeError
