@@ -8,6 +8,7 @@ its results:
     .ci/mutation.py keys ratelimit  # only these modules (file stems), fresh
     .ci/mutation.py --resume        # keep mutants/ and test only what has no result yet
     .ci/mutation.py --retest        # keep mutants/ and test again every mutant not killed
+    .ci/mutation.py --report        # only print the results mutants/ holds
 
 It runs on SQLite only (KEYRELEASE_TEST_POSTGRES_URL is removed from the environment),
 prints a table per module, every surviving mutant (marked when docs/testing.md explains it
@@ -109,6 +110,7 @@ def main() -> int:
     parser.add_argument("--resume", action="store_true", help="keep mutants/; test only mutants with no result yet")
     parser.add_argument("--retest", action="store_true", help="keep mutants/; test again every mutant not killed")
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATION_JOBS", "2")))
+    parser.add_argument("--report", action="store_true", help="run nothing; print the results in mutants/")
     parser.add_argument("--show", action="store_true", help="print the diff of every survivor")
     args = parser.parse_args()
     minimum = float(os.environ.get("MUTATION_MIN", "90"))
@@ -117,7 +119,7 @@ def main() -> int:
     globs = mutant_globs(args.modules, files) if args.modules else []
     patterns = [g.removesuffix("*") for g in globs]
     names = globs
-    if args.resume or args.retest:
+    if args.resume or args.retest or args.report:
         # mutmut re-tests every mutant it is given by name, so pass only those wanted.
         wanted = {None} if args.resume else {None, "survived", "no tests", "suspicious"}
         names = [
@@ -132,11 +134,15 @@ def main() -> int:
             print("mutation: nothing left to test")
     elif MUTANTS.exists():
         shutil.rmtree(MUTANTS)
+    if args.report:
+        names = []
 
     env = {k: v for k, v in os.environ.items() if k != "KEYRELEASE_TEST_POSTGRES_URL"}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     started = time.monotonic()
-    if names or not (args.resume or args.retest):
+    if args.report:
+        pass
+    elif names or not (args.resume or args.retest):
         shown = " ".join(names) if len(names) < 12 else f"<{len(names)} mutants>"
         print(f"mutation: mutmut run --max-children {args.jobs} {shown}", flush=True)
         run = subprocess.run([str(BIN / "mutmut"), "run", "--max-children", str(args.jobs), *names], cwd=ROOT, env=env)
