@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint lock schema migrations graphiql bench bench-smoke clean
+.PHONY: install run test lint lock schema migrations graphiql mutation bench bench-smoke clean
 
 $(STAMP): pyproject.toml requirements.lock examples/keyrelease-webhook/pyproject.toml tests/keyrelease-memory/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "keyrelease needs Python 3.11 or newer")'
@@ -39,7 +39,7 @@ lint: install
 ## Re-resolve requirements.lock from pyproject.toml (then `make install` takes the new pins).
 lock: install
 	$(BIN)/python -m pip install --quiet pip-tools
-	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --extra test --extra bench --strip-extras --no-emit-index-url \
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --extra test --extra bench --extra mutation --strip-extras --no-emit-index-url \
 	    --no-emit-find-links --output-file requirements.lock pyproject.toml
 
 ## Write schema.graphql from the code (a test fails when they differ).
@@ -54,6 +54,15 @@ graphiql:
 ## Generate a migration after changing src/keyrelease/models.py.
 migrations: install
 	$(BIN)/tortoise -c keyrelease.db.TORTOISE_ORM makemigrations
+
+## Mutation score of the security core (docs/testing.md; not part of `make test`): mutmut over
+## the modules that decide who gets a secret, against the fast SQLite tests; prints the score
+## and every surviving mutant, fails below MUTATION_MIN (90). MUTATION_ARGS="keys ratelimit"
+## runs only those modules, "--resume" continues an interrupted run, "--retest" re-tests the
+## survivors after a new test. Runs niced; MUTATION_JOBS=2 workers.
+mutation: install
+	$(BIN)/python -c 'import mutmut' 2>/dev/null || $(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test,mutation]'
+	env -u KEYRELEASE_TEST_POSTGRES_URL nice -n 10 $(BIN)/python .ci/mutation.py $(MUTATION_ARGS)
 
 ## Benchmark harness (bench/run.py): real service vs bare Starlette, results in bench/results/latest.
 ## BENCH_SMOKE=1 for a quick run; BENCH_LARGE_KEYS=N for another size than 1,000,000 keys.
@@ -72,4 +81,4 @@ bench-smoke:
 	BENCH_SMOKE=1 $(MAKE) bench
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache mutants

@@ -18,10 +18,11 @@ from keyrelease.service.ratelimit import Limited, RateLimiter, client_address
 
 
 class ClientError(GraphQLError):
-    """A GraphQL error meant for the client (never masked). ``code`` goes in extensions."""
+    """A GraphQL error meant for the client (never masked). ``code`` and any ``extra`` values
+    go in extensions."""
 
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message, extensions={"code": code})
+    def __init__(self, message: str, code: str, **extra: object) -> None:
+        super().__init__(message, extensions={"code": code, **extra})
 
 
 class RateLimitedError(ClientError):
@@ -29,8 +30,7 @@ class RateLimitedError(ClientError):
     the response's Retry-After header). The HTTP status stays 200, as for every GraphQL error."""
 
     def __init__(self, limited: Limited) -> None:
-        super().__init__(limited.message, "RATE_LIMITED")
-        self.extensions = {"code": "RATE_LIMITED", "retryAfter": limited.retry_after}
+        super().__init__(limited.message, "RATE_LIMITED", retryAfter=limited.retry_after)
 
 
 UNAUTHENTICATED = "Authentication required: send the header Authorization: Bearer <admin token>."
@@ -102,11 +102,10 @@ class Context:
         self._refuse_if(await limiter.partner_reveal(self.client_address(), str(parsed) if parsed else key_id))
 
     def client_address(self) -> str:
-        trusted = getattr(self.request.app.state, "settings", None)
         return client_address(
             self.request.client.host if self.request.client else None,
             self.request.headers.getlist("x-forwarded-for"),
-            trusted.trusted_proxies if trusted is not None else (),
+            self.request.app.state.settings.trusted_proxies,
         )
 
     def _limiter(self) -> RateLimiter | None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
-from graphql.validation import ASTValidationRule, ValidationRule
+from graphql.validation import ASTValidationRule
 from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
@@ -27,6 +27,7 @@ from keyrelease.deadline import UNAVAILABLE
 from keyrelease.graphql import errors
 from keyrelease.graphql.context import ClientError, Context
 from keyrelease.graphql.cost import AdminTurns, QueryCostLimit
+from keyrelease.graphql.guess_limit import OneGuessPerRequest
 from keyrelease.graphql.inputs import CreateKeyInput, ResendCodeInput, RevealKeyInput, RevokeKeyInput, VerifyKeyInput
 from keyrelease.graphql.types import (
     AdminType,
@@ -65,9 +66,6 @@ LOADED_KEY_FIELDS = frozenset({"events", "lastDelivery"})
 #: The most field values one answer may hold (keyrelease.graphql.cost): a page of 100 keys
 #: with every field, their events and deliveries (10,905) fits; the console needs 1,105 at most.
 DEFAULT_MAX_COST = 12_000
-
-#: Fields that test a secret: at most one of them per request, so aliases cannot multiply guesses.
-GUESSING_FIELDS = frozenset({"verifyKey", "resendCode", "revealKey"})
 
 
 def _map(result: object) -> Any:
@@ -200,27 +198,6 @@ class Mutation:
     async def revoke_key(self, info: Info[Context, None], input: RevokeKeyInput) -> RevokeKeyResult:
         admin = await info.context.mutating_admin()
         return _map(await info.context.keys.revoke_key(admin, input.key_id))
-
-
-class OneGuessPerRequest(ValidationRule):
-    """Refuse a document with more than one verifyKey/resendCode/revealKey field (aliases
-    included), before any of them runs."""
-
-    def __init__(self, context) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(context)
-        self.seen = 0
-
-    def enter_field(self, node, *_args):  # type: ignore[no-untyped-def]
-        if node.name.value in GUESSING_FIELDS:
-            self.seen += 1
-            if self.seen == 2:
-                self.report_error(
-                    GraphQLError(
-                        "At most one verifyKey, resendCode or revealKey field is allowed per request.",
-                        node,
-                        extensions={"code": "TOO_MANY_GUESSES"},
-                    )
-                )
 
 
 def _should_mask(error: GraphQLError) -> bool:
