@@ -660,3 +660,38 @@ def test_a_bad_retry_setting_fails_at_start_up_naming_the_variable(settings, cha
         Settings.from_env({**settings.environ, **changes})
 
     assert caught.value.variable == variable
+
+
+@pytest.mark.parametrize(
+    ("failure", "level", "traceback"),
+    [(TimeoutError(), "WARNING", False), (ConnectionRefusedError(), "WARNING", False), (KeyError("bug"), "ERROR", True)],
+)
+async def test_an_outbox_pass_that_cannot_reach_the_database_warns_and_only_a_bug_is_an_error(
+    caplog, failure, level, traceback
+):
+    """A database that is briefly unreachable (a restart, a slow connect) is retried by the next
+    pass: a WARNING naming the exception type, no traceback. Anything else is a bug: ERROR."""
+    renderer = MailRenderer(server_secret=b"x" * 32, mail_from="k@keyrelease.example", public_url="http://k.example")
+    dispatcher = Dispatcher(FlakyTransport(), renderer, FrozenClock(), poll_seconds=3600)
+    passes = 0
+
+    async def failing_pass() -> None:
+        nonlocal passes
+        passes += 1
+        raise failure
+
+    dispatcher.run_once = failing_pass  # type: ignore[method-assign]
+    with caplog.at_level("INFO", logger="keyrelease.mail"):
+        task = asyncio.create_task(dispatcher.run_forever())
+        while passes == 0:
+            await asyncio.sleep(0)
+        dispatcher.wake()
+        while passes < 2:  # it goes on after the failure
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    [record, *_] = [r for r in caplog.records if r.name == "keyrelease.mail"]
+    assert record.levelname == level
+    assert (record.exc_info is not None) is traceback
+    if not traceback:
+        assert type(failure).__name__ in record.getMessage()

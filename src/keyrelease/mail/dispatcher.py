@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from keyrelease import metrics
+from keyrelease import db, metrics
 from keyrelease.clock import Clock
 from keyrelease.exceptions import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from keyrelease.mail.render import MailRenderer
@@ -113,8 +113,11 @@ class Dispatcher:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("outbox pass failed; retrying")
+            except Exception as err:
+                if db.is_unavailable(err):  # transient: the next pass tries again, nothing is lost
+                    log.warning("outbox pass: database unavailable (%s); retrying", type(err).__name__)
+                else:
+                    log.exception("outbox pass failed; retrying")
                 self._more_due = False
             if self._more_due:
                 continue  # the last look found a full batch: more may be due
