@@ -196,3 +196,33 @@ def test_admin_create_refuses_control_characters_and_creates_nothing(tmp_path, o
     with sqlite3.connect(tmp_path / "keyrelease.sqlite3") as conn:
         assert conn.execute("SELECT count(*) FROM admin").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM institution").fetchone() == (0,)
+
+
+# --- lone surrogates: JSON can carry them, no encoder accepts them ----------------------------
+
+
+async def test_a_lone_surrogate_in_an_anonymous_document_is_no_server_error(client):
+    body = '{"query": "{ serverTime } #\\ud800"}'  # the JSON escape, as a client can send it
+    response = await client.post("/graphql", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    [error] = response.json()["errors"]  # graphql-core's lexer refuses it: a client's error, not ours
+    assert error["extensions"]["code"] == "GRAPHQL_PARSE_FAILED", error
+
+
+async def test_a_name_with_a_lone_surrogate_is_refused_as_input_and_nothing_is_written(api, client, settings):
+    ada = await api.admin()
+    before = await rows(settings.database_url)
+    body = (
+        '{"query": "mutation($input: CreateKeyInput!) { createKey(input: $input) { __typename '
+        '... on ValidationError { field message } } }", '
+        '"variables": {"input": {"name": "Export \\ud800", "kind": "INSTITUTIONAL"}}}'
+    )
+    response = await client.post(
+        "/graphql", content=body, headers={"Content-Type": "application/json", "Authorization": f"Bearer {ada.token}"}
+    )
+    assert response.json()["data"]["createKey"] == {
+        "__typename": "ValidationError",
+        "field": "name",
+        "message": "The name must not contain control characters (found U+D800).",
+    }
+    assert await rows(settings.database_url) == before

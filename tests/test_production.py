@@ -17,6 +17,7 @@ from liveserver import run_cli
 
 from keyrelease import db
 from keyrelease.config import Settings
+from keyrelease.exceptions import ConfigError
 from keyrelease.models import Institution
 from keyrelease.oauth.signing_keys import generate_private_key_pem
 
@@ -30,6 +31,7 @@ def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         "KEYRELEASE_JWT_PRIVATE_KEY_FILE": str(key_file),
         "KEYRELEASE_MAIL_TRANSPORT": "smtp",
         "KEYRELEASE_SMTP_HOST": "smtp.example.org",
+        "KEYRELEASE_PUBLIC_URL": "https://keys.uni.example",
     }
     return base_env(tmp_path, **{**settings, **overrides})
 
@@ -146,3 +148,14 @@ def test_the_cli_creates_private_files_under_a_permissive_umask(tmp_path):
     assert done.returncode == 0, done.stderr
     assert mode(tmp_path / "var") == 0o700
     assert mode(tmp_path / "var" / "keyrelease.sqlite3") == 0o600
+
+
+def test_production_requires_the_public_url(tmp_path):
+    """Derived from the address served, each instance would put its own host in tokens' iss and
+    partner links; production names it once."""
+    env = production_env(tmp_path)
+    del env["KEYRELEASE_PUBLIC_URL"]
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env(env)
+    assert err.value.variable == "KEYRELEASE_PUBLIC_URL"
+    assert Settings.from_env(production_env(tmp_path)).public_url == "https://keys.uni.example"

@@ -192,6 +192,12 @@ class Settings:
                 f"{mail_transport} {DEVELOPMENT_TRANSPORTS[mail_transport]}: not allowed when KEYRELEASE_ENV=production "
                 "(use smtp, sendgrid or a plugin's transport)",
             )
+        if mode == "production" and not env.get(PREFIX + "PUBLIC_URL", "").strip():
+            # Derived from the address served, it would differ per instance and per container:
+            # tokens would carry a different `iss` and partner mail an internal link.
+            raise ConfigError(
+                PREFIX + "PUBLIC_URL", "is required when KEYRELEASE_ENV=production (the address partners and clients reach)"
+            )
         templates_dir = reader.text("MAIL_TEMPLATES_DIR", "")
         try:
             mail_templates = load_templates(Path(templates_dir) if templates_dir else None)

@@ -29,9 +29,10 @@ import json
 import logging
 import traceback
 from datetime import UTC, datetime
-from itertools import chain
 from types import TracebackType
 from typing import TextIO
+
+from keyrelease.validation import visible
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("keyrelease_request_id", default="-")
 
@@ -40,24 +41,17 @@ WITHHELD = "(message withheld from the log)"
 
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 
-#: Characters that end a line or act on a terminal, and how they are written instead.
-_CONTROL = chain(range(0x00, 0x20), range(0x7F, 0xA0), (0x2028, 0x2029), range(0x202A, 0x202F), range(0x2066, 0x206A))
-_NAMED = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
-_ESCAPES = {c: _NAMED.get(c, f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}") for c in _CONTROL}
-_ONE_LINE = str.maketrans(_ESCAPES)
-_KEEP_NEWLINES = str.maketrans({c: e for c, e in _ESCAPES.items() if c != 0x0A})
-
-
 def escape(text: str) -> str:
-    """``text`` on one line, every control character written as a visible escape."""
-    return text.translate(_ONE_LINE)
+    """``text`` on one line, every control character written as a visible escape (the one
+    rule of what a control character is: :mod:`keyrelease.validation`)."""
+    return visible(text)
 
 
 def describe_exception(exc: BaseException) -> str:
     """A traceback of ``exc`` and its causes: types and frames, no messages (see above)."""
     lines: list[str] = []
     _describe(exc, lines, seen=set(), indent="")
-    return "\n".join(lines).translate(_KEEP_NEWLINES)
+    return visible("\n".join(lines), keep="\n")
 
 
 def _describe(exc: BaseException, lines: list[str], seen: set[int], indent: str) -> None:
@@ -122,7 +116,7 @@ class TextFormatter(logging.Formatter):
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         if record.stack_info:
-            text += "\n" + self.formatStack(record.stack_info).translate(_KEEP_NEWLINES)
+            text += "\n" + visible(self.formatStack(record.stack_info), keep="\n")
         return text
 
 
@@ -145,7 +139,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
-            entry["stack"] = self.formatStack(record.stack_info).translate(_KEEP_NEWLINES)
+            entry["stack"] = visible(self.formatStack(record.stack_info), keep="\n")
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 

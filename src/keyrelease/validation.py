@@ -13,6 +13,8 @@ being part of it:
 - The bidirectional embedding, override and isolate characters (U+202A-U+202E,
   U+2066-U+2069): they make a name display in another order than it is stored ("Trojan
   Source"), in the console, in an email, in a terminal.
+- Lone surrogates (U+D800-U+DFFF): JSON can carry them (``"\ud800"``), but they are not text —
+  no UTF-8 encoder, database or mail header accepts one.
 
 Inputs are refused, never cleaned: what is stored is exactly what was sent. Text that is shown
 anyway (a row written before this rule, a log line) goes through :func:`visible`.
@@ -23,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 #: ``local@domain.tld``: no spaces, no list or quoting characters, a letters-only top-level domain.
 _EMAIL = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[A-Za-z]{2,63}")

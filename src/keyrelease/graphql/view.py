@@ -59,7 +59,7 @@ class GraphQLView(GraphQL):
         A larger one costs one token look-up, and none when no token is sent."""
         data, context = kwargs["request_data"], kwargs["context"]
         query = getattr(data, "query", None)  # a batch (a list) is refused by Strawberry later
-        oversize = isinstance(query, str) and len(query.encode()) > self.max_unauthenticated_bytes
+        oversize = isinstance(query, str) and len(query.encode("utf-8", "surrogatepass")) > self.max_unauthenticated_bytes
         if oversize and await context.admin_or_none() is None:
             raise UnauthenticatedDocumentTooLarge
         return await super().execute_operation(*args, **kwargs)
