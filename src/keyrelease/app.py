@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
@@ -116,8 +116,12 @@ def create_app(
             reads.open_reader()
             tasks = [
                 asyncio.create_task(last_use.run_forever(), name="keyrelease-last-use"),
-                asyncio.create_task(_prune_rate_limits(limiter), name="keyrelease-rate-limit-prune"),
-                asyncio.create_task(_prune_budgets(keys), name="keyrelease-budget-prune"),
+                asyncio.create_task(_every(PRUNE_SECONDS, "rate-limit", limiter.prune), name="keyrelease-rate-limit-prune"),
+                # admin budget entries no window counts any more
+                asyncio.create_task(
+                    _every(PRUNE_SECONDS, "budget", lambda: keys.budget.prune(keys.clock.now())),
+                    name="keyrelease-budget-prune",
+                ),
             ]
             if settings.dispatcher_enabled:
                 tasks.append(asyncio.create_task(dispatcher.run_forever(), name="keyrelease-dispatcher"))
@@ -165,27 +169,16 @@ async def _final_flush(last_use: LastUseRecorder) -> None:
         log.exception("last-use flush on shutdown failed")
 
 
-async def _prune_rate_limits(limiter: RateLimiter) -> None:
+async def _every(seconds: float, what: str, prune: Callable[[], Awaitable[object]]) -> None:
+    """Run ``prune`` now and every ``seconds``; a failure is a warning, the next pass tries again."""
     while True:
         try:
-            await limiter.prune()
+            await prune()
         except asyncio.CancelledError:
             raise
         except Exception as err:  # noqa: BLE001 - the next pass tries again
-            log.warning("rate-limit prune failed (%s)", type(err).__name__)
-        await asyncio.sleep(PRUNE_SECONDS)
-
-
-async def _prune_budgets(keys: KeyService) -> None:
-    """Forget admin budget entries that no window counts any more (a day old)."""
-    while True:
-        try:
-            await keys.budget.prune(keys.clock.now())
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:  # noqa: BLE001 - the next pass tries again
-            log.warning("budget prune failed (%s)", type(err).__name__)
-        await asyncio.sleep(PRUNE_SECONDS)
+            log.warning("%s prune failed (%s)", what, type(err).__name__)
+        await asyncio.sleep(seconds)
 
 
 async def metrics_endpoint(request: Request) -> Response:
