@@ -36,12 +36,14 @@ class EventType(StrEnum):
     PARTNER_REVEAL_FAILED = "PARTNER_REVEAL_FAILED"
     PARTNER_REVEALED = "PARTNER_REVEALED"
     REVOKED = "REVOKED"
+    LEAK_REPORTED = "LEAK_REPORTED"
 
 
 class MessageKind(StrEnum):
     VERIFICATION_CODE = "VERIFICATION_CODE"
     PARTNER_OTP = "PARTNER_OTP"
     CREATION_SUSPENDED = "CREATION_SUSPENDED"
+    SECRET_LEAKED = "SECRET_LEAKED"
 
 
 class BudgetItem(StrEnum):
@@ -112,7 +114,9 @@ class ApiKey(Model):
     kind = fields.CharEnumField(KeyKind, max_length=16)
     name = fields.CharField(max_length=100)
     client_id = fields.CharField(max_length=80, unique=True)
-    secret_hash = fields.CharField(max_length=64, null=True)
+    # Indexed for the secret-scanning lookup by secret (keyrelease.service.leaks); not unique,
+    # since imported legacy keys may share a secret.
+    secret_hash = fields.CharField(max_length=64, null=True, db_index=True)
     #: The creating admin's address when the key was made: later changes do not redirect codes.
     notify_email = fields.CharField(max_length=254, null=True)
     partner_name = fields.CharField(max_length=200, null=True)
@@ -132,6 +136,9 @@ class ApiKey(Model):
     partner_otp_issued_at = fields.DatetimeField(null=True)
     partner_attempts_used = fields.IntField(default=0)
     legacy = fields.BooleanField(default=False)
+    #: When a leak of the secret was reported (status COMPROMISED), and where it was found.
+    compromised_at = fields.DatetimeField(null=True)
+    compromise_url = fields.CharField(max_length=2048, null=True)
     last_used_at = fields.DatetimeField(null=True)
 
     institution_id: int
