@@ -108,7 +108,7 @@ def create_app(
             max_body_bytes=settings.secret_scanning_max_body_bytes,
             trusted_proxies=settings.trusted_proxies,
         )
-        secret_scanning.append(Route("/secret-scanning/github", scanning, methods=["POST"]))
+        secret_scanning.append(Route("/secret-scanning/github", scanning.handle, methods=["POST"]))
     graphql_methods = ["GET", "POST"]
     if settings.cors_origins:
         graphql_app = AllowlistCORS(graphql_app, settings.cors_origins)

@@ -62,7 +62,8 @@ class GitHubSecretScanning:
         self.max_body_bytes = max_body_bytes
         self.trusted_proxies = trusted_proxies
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
+        """The request/response function behind the route."""
         try:
             return await self._answer(request)
         except ClientDisconnect:
