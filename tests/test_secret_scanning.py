@@ -312,3 +312,48 @@ def test_the_github_key_file_is_checked_at_start_up(tmp_path):
     good = write_github_keys(tmp_path / "good.json", [("k", new_key_pair(), True)])
     settings = Settings.from_env(base_env(tmp_path, KEYRELEASE_SECRET_SCANNING_PUBLIC_KEYS_FILE=str(good)))
     assert settings.secret_scanning_keys is not None and set(settings.secret_scanning_keys.keys) == {"k"}
+
+
+# -- keyrelease keys report-leak --------------------------------------------------------------
+
+
+async def test_report_leak_on_the_command_line_retires_the_secret_without_printing_it(api, client, settings, tmp_path):
+    from liveserver import run_cli
+
+    ada = await api.admin()
+    key, creds = await released_key(api, ada)
+    secret_file = tmp_path / "leaked.txt"
+    secret_file.write_text(creds["clientSecret"] + "\n")
+    env = base_env(tmp_path, KEYRELEASE_DATABASE_URL=settings.database_url)
+    url = "https://paste.example/abc"
+
+    def report(*args: str):  # type: ignore[no-untyped-def]
+        return run_cli(env, "keys", "report-leak", *args)
+
+    first = await asyncio.to_thread(report, "--secret-file", str(secret_file), "--url", url)
+
+    assert first.returncode == 0, first.stderr
+    assert key["id"] in first.stdout and "COMPROMISED" in first.stdout and "1 notice(s) queued" in first.stdout
+    refused = await request_token(client, creds["clientId"], creds["clientSecret"])
+    assert (refused.status_code, refused.content) == (401, INVALID_CLIENT)
+    state = (await api.data(KEY_STATE, {"id": key["id"]}, ada.token))["key"]
+    assert state["status"] == "COMPROMISED" and state["compromiseUrl"] == url
+    assert await leak_notices(settings.database_url) == ["ada@uni.example"]
+    # (the command's notice carries the real time, the app's clock is frozen years ahead, so its
+    # dispatcher may expire it rather than send it: delivery is tested through the endpoint)
+    await outbox_settled(settings.database_url)
+    before = await database_state(settings.database_url)
+
+    again = await asyncio.to_thread(report, "--secret-file", str(secret_file), "--url", url)
+    (tmp_path / "unknown.txt").write_text(credentials.new_client_secret())
+    unknown = await asyncio.to_thread(report, "--secret-file", str(tmp_path / "unknown.txt"), "--url", url)
+    missing = await asyncio.to_thread(report, "--secret-file", str(tmp_path / "nope.txt"), "--url", url)
+    bad_url = await asyncio.to_thread(report, "--secret-file", str(secret_file), "--url", "https://x.example/\x1b[2J")
+
+    assert (again.returncode, unknown.returncode, missing.returncode, bad_url.returncode) == (3, 1, 2, 2)
+    assert "already retired" in again.stdout and "nothing changed" in unknown.stdout
+    assert "cannot read" in missing.stderr and "control characters" in bad_url.stderr
+    assert await database_state(settings.database_url) == before
+    for result in (first, again, unknown, missing, bad_url):
+        assert creds["clientSecret"] not in result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
