@@ -114,9 +114,7 @@ class ApiKey(Model):
     kind = fields.CharEnumField(KeyKind, max_length=16)
     name = fields.CharField(max_length=100)
     client_id = fields.CharField(max_length=80, unique=True)
-    # Indexed for the secret-scanning lookup by secret (keyrelease.service.leaks); not unique,
-    # since imported legacy keys may share a secret.
-    secret_hash = fields.CharField(max_length=64, null=True, db_index=True)
+    secret_hash = fields.CharField(max_length=64, null=True)
     #: The creating admin's address when the key was made: later changes do not redirect codes.
     notify_email = fields.CharField(max_length=254, null=True)
     partner_name = fields.CharField(max_length=200, null=True)
@@ -146,7 +144,9 @@ class ApiKey(Model):
 
     class Meta:
         table = "api_key"
-        indexes = (("institution_id", "created_at"),)
+        # secret_hash: the secret-scanning lookup by secret (keyrelease.service.leaks); not
+        # unique, since imported legacy keys may share a secret.
+        indexes = (("institution_id", "created_at"), ("secret_hash",))
 
 
 class KeyEvent(Model):

@@ -6,6 +6,7 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 from keyrelease.models import EventType, MessageKind
 from tortoise import fields
+from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
     dependencies = [('models', '0004_admin_budget')]
@@ -13,11 +14,6 @@ class Migration(migrations.Migration):
     initial = False
 
     operations = [
-        ops.AlterField(
-            model_name='ApiKey',
-            name='secret_hash',
-            field=fields.CharField(null=True, db_index=True, max_length=64),
-        ),
         ops.AddField(
             model_name='ApiKey',
             name='compromise_url',
@@ -27,6 +23,10 @@ class Migration(migrations.Migration):
             model_name='ApiKey',
             name='compromised_at',
             field=fields.DatetimeField(null=True, description='When a leak of the secret was reported (status COMPROMISED), and where it was found.', auto_now=False, auto_now_add=False),
+        ),
+        ops.AddIndex(
+            model_name='ApiKey',
+            index=Index(fields=['secret_hash']),
         ),
         ops.AlterField(
             model_name='KeyEvent',
