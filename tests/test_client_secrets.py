@@ -11,7 +11,6 @@ import string
 from pathlib import Path
 
 from conftest import released_key, request_token
-
 from keyrelease import credentials
 from keyrelease.models import ApiKey
 from keyrelease.service import clients

@@ -12,19 +12,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import REVOKE_KEY, base_env, released_key, request_token
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from dbutil import dump, query
 
-from keyrelease import credentials
+from conftest import REVOKE_KEY, base_env, released_key, request_token, running_app
+from dbutil import dump, query
+from keyrelease import credentials, db
 from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
+from keyrelease.service.ratelimit import Rate
+from liveserver import run_cli
 
 ENDPOINT = "/secret-scanning/github"
 PARTNER = {"kind": "PARTNER", "partnerName": "Acme Analytics", "partnerEmail": "keys@acme.example"}
@@ -252,11 +255,7 @@ async def test_invalid_reports_change_nothing_in_the_database(api, client, githu
 
 
 async def test_the_endpoint_is_not_served_without_github_keys(tmp_path, clock):
-    from conftest import running_app
-
     settings = Settings.from_env(base_env(tmp_path))
-    from keyrelease import db
-
     await db.apply_migrations(settings.database_url)
     async with running_app(settings, clock) as app_api:
         response = await app_api.client.post(ENDPOINT, content=b"[]")
@@ -265,11 +264,6 @@ async def test_the_endpoint_is_not_served_without_github_keys(tmp_path, clock):
 
 @pytest.mark.parametrize("backend", ["memory", "database"])
 async def test_reports_are_rate_limited_per_client_address(github_key, settings, clock, backend):
-    from conftest import running_app
-    from dataclasses import replace
-
-    from keyrelease.service.ratelimit import Rate
-
     limited = replace(
         settings,
         rate_limits=replace(settings.rate_limits, secret_scanning_ip=Rate(3, 60)),
@@ -318,8 +312,6 @@ def test_the_github_key_file_is_checked_at_start_up(tmp_path):
 
 
 async def test_report_leak_on_the_command_line_retires_the_secret_without_printing_it(api, client, settings, tmp_path):
-    from liveserver import run_cli
-
     ada = await api.admin()
     key, creds = await released_key(api, ada)
     secret_file = tmp_path / "leaked.txt"

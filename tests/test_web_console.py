@@ -345,7 +345,7 @@ def test_a_key_whose_secret_leaked_shows_compromised_with_where_it_was_found(pag
     assert page.url.endswith(f"#/keys/{key_id}")
 
     page.get_by_role("navigation", name="Console").get_by_role("link", name="Keys").click()
-    page.get_by_label("Show").select_option("COMPROMISED")
+    page.get_by_label("Show", exact=True).select_option("COMPROMISED")
     row = page.get_by_role("row", name=re.compile("Leaky export"))
     expect(row).to_contain_text("Compromised")
     expect(row).to_contain_text("Leaked")
