@@ -130,6 +130,7 @@ BAD_LINES = {
     "no secret": (json.dumps({k: v for k, v in record().items() if k != "secret_sha256"}), "exactly one of"),
     "both secrets": (json.dumps(record(secret="a", secret_sha256=hash_secret("a"))), "exactly one of"),
     "bad hash": (json.dumps(record(secret_sha256="abc")), "64 hexadecimal"),
+    "krs_ secret failing its checksum": (json.dumps(record(secret="krs_" + "a" * 49)), "reserved for secrets keyrelease mints"),
     "naive time": (json.dumps(record(created_at="2024-03-01T09:00:00")), "time zone"),
     "not a time": (json.dumps(record(created_at="yesterday")), "ISO 8601"),
     "future": (json.dumps(record(created_at="2099-01-01T00:00:00Z")), "in the future"),

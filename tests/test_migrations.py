@@ -78,3 +78,14 @@ async def test_rate_limit_counters_skip_the_wal_on_postgres(empty_postgres_datab
     finally:
         await conn.close()
     assert {r["relname"]: r["relpersistence"] for r in rows} == {"rate_limit_counter": "u", "api_key": "p"}
+
+
+async def test_keys_can_be_found_by_secret_hash_through_an_index(database_url):
+    """The secret-scanning lookup (a reported secret's hash) must not scan every key."""
+    from dbutil import is_sqlite, query
+
+    if is_sqlite(database_url):
+        rows = await query(database_url, "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'api_key'")
+    else:
+        rows = await query(database_url, "SELECT indexdef AS sql FROM pg_indexes WHERE tablename = 'api_key'")
+    assert any(row["sql"] and "secret_hash" in row["sql"] for row in rows), rows

@@ -137,6 +137,7 @@ async def test_the_raw_key_lookup_reads_exactly_what_the_orm_reads(api, clock):
             verified_at=row.verified_at,
             locked_at=row.locked_at,
             revoked_at=row.revoked_at,
+            compromised_at=row.compromised_at,
             revealed_at=row.revealed_at,
             expires_at=row.expires_at,
             verification_deadline=row.verification_deadline,

@@ -328,6 +328,31 @@ def test_credentials_are_revealed_once_and_never_again(page: Page, admin: Admin,
     assert page.url.endswith(f"#/keys/{key_id}")
 
 
+def test_a_key_whose_secret_leaked_shows_compromised_with_where_it_was_found(page: Page, admin: Admin, server: LiveApp):
+    sign_in(page, admin)
+    key_id = create_key(page, "Leaky export")
+    enter_code(page, admin.code("Leaky export"))
+    page.get_by_role("button", name="Reveal credentials").click()
+    secret = page.get_by_label("Client secret", exact=True).input_value()
+    leak_url = "https://github.com/octo-org/octo-repo/blob/1234567/config.yml"
+    outcome = server.run(server.app.state.leaks.report(secret, url=leak_url, source="GitHub secret scanning (content)"))
+    assert outcome.true_positive
+
+    page.reload()
+    expect(page.get_by_role("heading", name="“Leaky export” was found in public")).to_be_visible()
+    expect(page.locator("#key-details")).to_contain_text("Compromised")
+    expect(page.locator("#key-details")).to_contain_text(leak_url)
+    expect(page.locator("#key-message")).to_contain_text("no longer works")
+    expect(page.get_by_role("button", name="Revoke key")).to_be_hidden()
+    assert page.url.endswith(f"#/keys/{key_id}")
+
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Keys").click()
+    page.get_by_label("Show", exact=True).select_option("COMPROMISED")
+    row = page.get_by_role("row", name=re.compile("Leaky export"))
+    expect(row).to_contain_text("Compromised")
+    expect(row).to_contain_text("Leaked")
+
+
 def test_resend_until_none_are_left(page: Page, admin: Admin):
     sign_in(page, admin)
     create_key(page, "Resend me")

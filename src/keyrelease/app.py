@@ -34,8 +34,10 @@ from keyrelease.oauth.endpoints import OAuthEndpoints, TokenEndpoint
 from keyrelease.oauth.signing_keys import load_key_ring
 from keyrelease.oauth.tokens import TokenIssuer
 from keyrelease.request_id import RequestId
+from keyrelease.secret_scanning.github import GitHubSecretScanning
 from keyrelease.service.clients import ClientAuthenticator, LastUseRecorder
 from keyrelease.service.keys import KeyService
+from keyrelease.service.leaks import LeakService
 from keyrelease.service.ratelimit import DatabaseCounterStore, MemoryCounterStore, RateLimiter
 from keyrelease.worker import sweep_window_locks
 
@@ -101,6 +103,17 @@ def create_app(
         ),
         settings.max_body_bytes,
     )
+    leaks = LeakService(clock=clock, on_mail_queued=dispatcher.wake)
+    secret_scanning = []
+    if settings.secret_scanning_keys is not None:  # served only when GitHub's keys are configured
+        scanning = GitHubSecretScanning(
+            keys=settings.secret_scanning_keys,
+            leaks=leaks,
+            limiter=limiter,
+            max_body_bytes=settings.secret_scanning_max_body_bytes,
+            trusted_proxies=settings.trusted_proxies,
+        )
+        secret_scanning.append(Route("/secret-scanning/github", scanning.handle, methods=["POST"]))
     graphql_methods = ["GET", "POST"]
     if settings.cors_origins:
         graphql_app = AllowlistCORS(graphql_app, settings.cors_origins)
@@ -144,6 +157,7 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            *secret_scanning,
             *web.routes(graphiql=settings.graphiql),  # the admin console at /, the partner page at /partner
         ],
         middleware=[
@@ -155,6 +169,7 @@ def create_app(
     app.state.settings = settings
     app.state.clock = clock
     app.state.keys = keys
+    app.state.leaks = leaks
     app.state.mail = Mail(transport=transport, dispatcher=dispatcher)
     app.state.oauth = oauth
     app.state.last_use = last_use

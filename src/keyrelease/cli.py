@@ -173,6 +173,48 @@ def cmd_keys_import_legacy(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``keyrelease keys report-leak`` exit codes (docs/operations.md).
+LEAK_RETIRED, LEAK_NOT_LIVE, LEAK_USAGE, LEAK_ALREADY_RETIRED = 0, 1, 2, 3
+
+
+def cmd_keys_report_leak(args: argparse.Namespace) -> int:
+    from keyrelease.service.leaks import InvalidLeakReport, LeakService, LeakVerdict
+
+    settings = _settings()
+    path = Path(args.secret_file)
+    try:
+        raw = sys.stdin.buffer.read() if args.secret_file == "-" else path.read_bytes()
+        secret = raw.decode("utf-8").strip()
+    except OSError as err:
+        print(f"error: cannot read {path}: {err.strerror or type(err).__name__}", file=sys.stderr)
+        return LEAK_USAGE
+    except UnicodeDecodeError:
+        print(f"error: {path} is not UTF-8 text", file=sys.stderr)
+        return LEAK_USAGE
+    if not secret or "\n" in secret:
+        print(f"error: {path} must hold exactly one secret, on one line", file=sys.stderr)
+        return LEAK_USAGE
+    service = LeakService(clock=SystemClock())
+    try:
+        outcome = _run_admin_task(
+            settings, lambda: service.report(secret, url=args.url, source="operator (keyrelease keys report-leak)")
+        )
+    except InvalidLeakReport as err:
+        print(f"error: --url: {err}", file=sys.stderr)
+        return LEAK_USAGE
+    keys = ", ".join(str(key_id) for key_id in outcome.key_ids)
+    if outcome.verdict is LeakVerdict.RETIRED:
+        print(f"retired the secret of key {keys}: status COMPROMISED, refused by the token endpoint from now on")
+        print(f"{outcome.notices} notice(s) queued to the institution's admins (and the partner, for a partner key)")
+        print("recovery: the admin creates a new key (verified release as usual)")
+        return LEAK_RETIRED
+    if outcome.verdict is LeakVerdict.ALREADY_RETIRED:
+        print(f"the secret of key {keys} was already retired by an earlier report; nothing changed")
+        return LEAK_ALREADY_RETIRED
+    print("no key may authenticate with this secret (unknown, revoked, expired or not yet revealed); nothing changed")
+    return LEAK_NOT_LIVE
+
+
 class ProgressBar:
     """``checking [#######.............]  35% 3500/10000`` redrawn in place on a terminal."""
 
@@ -289,6 +331,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     legacy.add_argument("file", help="The JSON-lines file.")
     legacy.set_defaults(func=cmd_keys_import_legacy)
+    leak = keys_sub.add_parser(
+        "report-leak",
+        help="Retire a client secret found in public (status COMPROMISED); never prints the secret.",
+        description="Retire a client secret found in public, as a secret-scanning report does: the token "
+        "endpoint refuses it from the next request, the key's status becomes COMPROMISED with the URL, and "
+        "the institution's admins (and a partner key's partner) are emailed once. Exit status: 0 retired now, "
+        "1 no key may authenticate with the secret (nothing changed), 2 usage error, 3 already retired "
+        "(nothing changed).",
+    )
+    leak.add_argument("--secret-file", required=True, metavar="FILE", help="File holding the secret (- for standard input).")
+    leak.add_argument("--url", required=True, help="Where the secret was found (recorded on the key and in the notices).")
+    leak.set_defaults(func=cmd_keys_report_leak)
     return parser
 
 

@@ -19,6 +19,7 @@ from keyrelease.db import PoolSettings
 from keyrelease.exceptions import ConfigError, TemplateError
 from keyrelease.mail.templates import MailTemplates, load_templates
 from keyrelease.policy import VerificationPolicy
+from keyrelease.secret_scanning.public_keys import PublicKeysError, ScanningKeys, load_keys
 from keyrelease.service.ratelimit import IPNetwork, Rate, RateLimits, parse_networks
 
 PREFIX = "KEYRELEASE_"
@@ -102,6 +103,10 @@ class Settings:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     #: Exact origins (``https://portal.uni.example``) whose pages may call /graphql (CORS).
     cors_origins: tuple[str, ...] = ()
+    #: GitHub's secret-scanning signing keys (KEYRELEASE_SECRET_SCANNING_PUBLIC_KEYS_FILE); None:
+    #: ``POST /secret-scanning/github`` is not served. The largest report body accepted.
+    secret_scanning_keys: ScanningKeys | None = None
+    secret_scanning_max_body_bytes: int = 256 * 1024
     #: Lifetime of a new admin token (``keyrelease admin create/token --expires-days`` overrides).
     admin_token_ttl_days: int = 90
     #: ``text`` for people, ``json`` (one object per line, with the request id) for collectors.
@@ -262,10 +267,15 @@ class Settings:
                 partner_key=reader.rate("RATE_LIMIT_PARTNER_KEY", RateLimits.partner_key),
                 admin=reader.rate("RATE_LIMIT_ADMIN", RateLimits.admin),
                 admin_query=reader.rate("RATE_LIMIT_ADMIN_QUERY", RateLimits.admin_query),
+                secret_scanning_ip=reader.rate("RATE_LIMIT_SECRET_SCANNING_IP", RateLimits.secret_scanning_ip),
             ),
             rate_limit_store=reader.choice("RATE_LIMIT_STORE", "auto", ("auto", "database", "memory")),
             trusted_proxies=reader.networks("TRUSTED_PROXIES"),
             cors_origins=reader.origins("CORS_ORIGINS"),
+            secret_scanning_keys=reader.scanning_keys("SECRET_SCANNING_PUBLIC_KEYS_FILE"),
+            secret_scanning_max_body_bytes=reader.integer(
+                "SECRET_SCANNING_MAX_BODY_BYTES", 256 * 1024, minimum=1024, maximum=16 * 1024 * 1024
+            ),
             admin_token_ttl_days=reader.integer("ADMIN_TOKEN_TTL_DAYS", 90, minimum=1, maximum=3650),
             log_format=log_format(env),
             environ=env,
@@ -389,6 +399,16 @@ class _Reader:
         if not path.is_file():
             raise ConfigError(PREFIX + name, f"no such file: {raw}")
         return path
+
+    def scanning_keys(self, name: str) -> ScanningKeys | None:
+        """GitHub's secret-scanning public keys, read and checked now."""
+        path = self.optional_file(name)
+        if path is None:
+            return None
+        try:
+            return load_keys(path)
+        except PublicKeysError as err:
+            raise ConfigError(PREFIX + name, str(err)) from None
 
     def files(self, name: str) -> tuple[Path, ...]:
         """A comma-separated list of existing files."""

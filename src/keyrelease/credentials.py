@@ -1,19 +1,43 @@
-"""Client credentials and admin tokens: minting and hashing.
+"""Client credentials and admin tokens: minting, recognising and hashing.
 
-Secrets are 256-bit random values (URL-safe base64). They are stored only as SHA-256 hashes:
-for high-entropy random values a slow hash adds nothing, and the token endpoint is the hot
-path. Lookups by hash go through a unique index; the hash of a guess reveals nothing.
+Client secrets have a recognisable form, in the style of GitHub's tokens, so that secret
+scanners find them and a mistyped one is refused before any database work::
+
+    krs_ + 43 base62 characters (256 bits of randomness) + 6 base62 characters (CRC32)
+
+The checksum is CRC32 of everything before it (prefix and body), written in base62 and
+left-padded to six characters. It is not a secret: anyone can compute it. It only tells a
+keyrelease secret from a look-alike (a random string of the same shape passes with
+probability 1 in 62⁶, about 1 in 5.7×10¹⁰) and a mistyped secret from a real one, without a
+database lookup. Secrets imported from before this form (and those minted before it, URL-safe
+base64) carry no prefix and keep working as they are.
+
+Secrets are stored only as SHA-256 hashes: for high-entropy random values a slow hash adds
+nothing, and the token endpoint is the hot path. The hash of a guess reveals nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
+import string
 import uuid
+import zlib
 
 SECRET_BYTES = 32
 ADMIN_TOKEN_PREFIX = "kra_"
+#: The prefix every newly minted client secret starts with ("keyrelease secret").
+CLIENT_SECRET_PREFIX = "krs_"
+BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
+#: 43 base62 characters: 43 × log2(62) ≈ 256.03 bits of randomness.
+SECRET_BODY_CHARS = 43
+#: CRC32 < 2³² < 62⁶.
+CHECKSUM_CHARS = 6
+CLIENT_SECRET_LENGTH = len(CLIENT_SECRET_PREFIX) + SECRET_BODY_CHARS + CHECKSUM_CHARS
+#: The shape of a client secret, checksum not checked (docs/tokens.md gives scanner rules).
+CLIENT_SECRET_PATTERN = re.compile(rf"{CLIENT_SECRET_PREFIX}[0-9A-Za-z]{{{SECRET_BODY_CHARS + CHECKSUM_CHARS}}}")
 
 
 def new_client_id(region: str) -> str:
@@ -21,7 +45,36 @@ def new_client_id(region: str) -> str:
 
 
 def new_client_secret() -> str:
-    return secrets.token_urlsafe(SECRET_BYTES)
+    """``krs_`` + 43 random base62 characters + their CRC32 in base62."""
+    body = CLIENT_SECRET_PREFIX + "".join(secrets.choice(BASE62) for _ in range(SECRET_BODY_CHARS))
+    return body + secret_checksum(body)
+
+
+def secret_checksum(text: str) -> str:
+    """CRC32 of ``text`` in base62, six characters."""
+    value = zlib.crc32(text.encode("ascii"))
+    digits = []
+    for _ in range(CHECKSUM_CHARS):
+        value, digit = divmod(value, 62)
+        digits.append(BASE62[digit])
+    return "".join(reversed(digits))
+
+
+def is_client_secret(text: str) -> bool:
+    """Whether ``text`` is a well-formed keyrelease client secret: the shape and the checksum.
+    Says nothing about whether any key has it."""
+    if len(text) != CLIENT_SECRET_LENGTH or not CLIENT_SECRET_PATTERN.fullmatch(text):
+        return False
+    body, checksum = text[:-CHECKSUM_CHARS], text[-CHECKSUM_CHARS:]
+    return hmac.compare_digest(secret_checksum(body), checksum)
+
+
+def is_mistyped_secret(text: str) -> bool:
+    """A ``krs_`` secret that fails its shape or checksum: no key can have it (every minted
+    secret passes, and legacy secrets with this prefix are refused at import), so it can be
+    refused without a lookup. The checksum is public, so refusing early reveals nothing about
+    any client."""
+    return text.startswith(CLIENT_SECRET_PREFIX) and not is_client_secret(text)
 
 
 def new_admin_token() -> str:

@@ -36,12 +36,14 @@ class EventType(StrEnum):
     PARTNER_REVEAL_FAILED = "PARTNER_REVEAL_FAILED"
     PARTNER_REVEALED = "PARTNER_REVEALED"
     REVOKED = "REVOKED"
+    LEAK_REPORTED = "LEAK_REPORTED"
 
 
 class MessageKind(StrEnum):
     VERIFICATION_CODE = "VERIFICATION_CODE"
     PARTNER_OTP = "PARTNER_OTP"
     CREATION_SUSPENDED = "CREATION_SUSPENDED"
+    SECRET_LEAKED = "SECRET_LEAKED"
 
 
 class BudgetItem(StrEnum):
@@ -132,6 +134,9 @@ class ApiKey(Model):
     partner_otp_issued_at = fields.DatetimeField(null=True)
     partner_attempts_used = fields.IntField(default=0)
     legacy = fields.BooleanField(default=False)
+    #: When a leak of the secret was reported (status COMPROMISED), and where it was found.
+    compromised_at = fields.DatetimeField(null=True)
+    compromise_url = fields.CharField(max_length=2048, null=True)
     last_used_at = fields.DatetimeField(null=True)
 
     institution_id: int
@@ -139,7 +144,9 @@ class ApiKey(Model):
 
     class Meta:
         table = "api_key"
-        indexes = (("institution_id", "created_at"),)
+        # secret_hash: the secret-scanning lookup by secret (keyrelease.service.leaks); not
+        # unique, since imported legacy keys may share a secret.
+        indexes = (("institution_id", "created_at"), ("secret_hash",))
 
 
 class KeyEvent(Model):

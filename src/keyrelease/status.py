@@ -13,6 +13,9 @@ class KeyStatus(StrEnum):
     LOCKED = "LOCKED"
     REVOKED = "REVOKED"
     EXPIRED = "EXPIRED"
+    #: Its secret was found in public (a secret-scanning report or ``keyrelease keys
+    #: report-leak``) and retired; recovery is a new key.
+    COMPROMISED = "COMPROMISED"
 
 
 class KeyTimes(Protocol):
@@ -23,12 +26,18 @@ class KeyTimes(Protocol):
     @property
     def revoked_at(self) -> datetime | None: ...
     @property
+    def compromised_at(self) -> datetime | None: ...
+    @property
     def expires_at(self) -> datetime | None: ...
     @property
     def verification_deadline(self) -> datetime | None: ...
 
 
 def key_status(key: KeyTimes, now: datetime) -> KeyStatus:
+    # A leak outranks every other state: it is what an admin most needs to see, and it stays
+    # true after a later revocation or expiry.
+    if key.compromised_at is not None:
+        return KeyStatus.COMPROMISED
     if key.revoked_at is not None:
         return KeyStatus.REVOKED
     if key.verified_at is None:

@@ -198,6 +198,20 @@ class ApiKey:
     def revoked_at(self) -> datetime | None:
         return self.model.revoked_at
 
+    @strawberry.field(
+        name="compromisedAt",
+        description="When a leak of the secret was reported and the secret retired (status COMPROMISED); null otherwise.",
+    )
+    def compromised_at(self) -> datetime | None:
+        return self.model.compromised_at
+
+    @strawberry.field(
+        name="compromiseUrl",
+        description="Where the leaked secret was found, as the report said (e.g. a GitHub URL); null if not given.",
+    )
+    def compromise_url(self) -> str | None:
+        return self.model.compromise_url
+
     @strawberry.field(name="lastUsedAt")
     def last_used_at(self) -> datetime | None:
         return self.model.last_used_at

@@ -84,3 +84,40 @@ async def queue_creation_suspended(
         created_at=now,
         next_attempt_at=now,
     )
+
+
+async def queue_secret_leaked(
+    recipient: str,
+    *,
+    role: str,
+    key: ApiKey,
+    institution_name: str,
+    leak_url: str,
+    source: str,
+    reported_at: datetime,
+    expires_at: datetime,
+) -> OutboxMessage:
+    """Tell an admin of the key's institution (``role="admin"``), or the partner the key was
+    released to (``role="partner"``), that the key's secret was found in public and no longer
+    works. Not tied to the key (``key_id`` is empty), so it never shows as the key's
+    ``lastDelivery``, which follows the code and the one-time password."""
+    return await OutboxMessage.create(
+        id=uuid.uuid4(),
+        key_id=None,
+        kind=MessageKind.SECRET_LEAKED,
+        recipient=recipient,
+        payload={
+            "role": role,
+            "key_id": str(key.id),
+            "key_name": key.name,
+            "key_kind": key.kind.value,
+            "partner_name": key.partner_name or "",
+            "institution_name": institution_name,
+            "leak_url": leak_url,
+            "source": source,
+            "reported_at": reported_at.isoformat(),
+            "expires_at": expires_at.isoformat(),
+        },
+        created_at=reported_at,
+        next_attempt_at=reported_at,
+    )

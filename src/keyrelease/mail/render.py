@@ -29,6 +29,21 @@ def release_to(payload: dict) -> str:
     return "When you verify, you can reveal the key's credentials once, on the verification screen."
 
 
+def leak_next_steps(payload: dict) -> str:
+    """What the recipient of a leak notice does next: an admin makes a new key; a partner asks
+    the institution for one."""
+    if payload.get("role") == "partner":
+        return (
+            f"Stop using this key now and ask {payload['institution_name']} for a new one. "
+            "Remove the secret from where it was found and from its history; it will never work again."
+        )
+    return (
+        "Create a new key for whoever used this one (it is released after verification, as every "
+        "new key is), then remove the secret from where it was found and from its history. "
+        "The old secret will never work again."
+    )
+
+
 class MailRenderer:
     def __init__(
         self, *, server_secret: bytes, mail_from: str, public_url: str, templates: MailTemplates | None = None
@@ -54,6 +69,21 @@ class MailRenderer:
                     "institution_name": payload["institution_name"],
                     "locked_keys": str(payload["locked_keys"]),
                     "suspended_until": _utc(payload["suspended_until"]),
+                }
+            )
+            return self._message(message, subject, text, html)
+        if message.kind is MessageKind.SECRET_LEAKED:
+            subject, text, html = self._templates.secret_leaked.render(
+                {
+                    "key_name": payload["key_name"],
+                    "key_id": payload["key_id"],
+                    "key_kind": payload["key_kind"],
+                    "institution_name": payload["institution_name"],
+                    "partner_name": payload.get("partner_name") or "the partner",
+                    "leak_url": payload["leak_url"] or "(not given)",
+                    "source": payload.get("source") or "a report",
+                    "reported_at": _utc(payload["reported_at"]),
+                    "next_steps": leak_next_steps(payload),
                 }
             )
             return self._message(message, subject, text, html)

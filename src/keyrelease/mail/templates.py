@@ -62,6 +62,11 @@ KINDS: Mapping[str, Placeholders] = {
         optional=frozenset({"admin_name", "institution_name"}),
         secret=frozenset(),
     ),
+    "secret_leaked": Placeholders(
+        required=frozenset({"key_name", "key_id", "leak_url", "reported_at"}),
+        optional=frozenset({"key_kind", "institution_name", "partner_name", "source", "next_steps"}),
+        secret=frozenset(),
+    ),
 }
 
 
@@ -83,6 +88,7 @@ class MailTemplates:
     verification_code: MailTemplate
     partner_otp: MailTemplate
     creation_suspended: MailTemplate
+    secret_leaked: MailTemplate
     #: Which files were overridden, by path (empty: all defaults).
     overrides: tuple[str, ...] = ()
 

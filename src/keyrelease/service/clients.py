@@ -53,6 +53,7 @@ class KeyRecord:
     verified_at: datetime | None
     locked_at: datetime | None
     revoked_at: datetime | None
+    compromised_at: datetime | None
     revealed_at: datetime | None
     expires_at: datetime | None
     verification_deadline: datetime | None
@@ -63,7 +64,8 @@ class KeyRecord:
 
 
 _KEY_COLUMNS = (
-    "id", "secret_hash", "verified_at", "locked_at", "revoked_at", "revealed_at", "expires_at", "verification_deadline"
+    "id", "secret_hash", "verified_at", "locked_at", "revoked_at", "compromised_at", "revealed_at", "expires_at",
+    "verification_deadline",
 )
 
 
@@ -94,7 +96,9 @@ async def find_key(client_id: str) -> KeyRecord | None:
     )
 
 
-_MOMENTS = ("verified_at", "locked_at", "revoked_at", "revealed_at", "expires_at", "verification_deadline")
+_MOMENTS = (
+    "verified_at", "locked_at", "revoked_at", "compromised_at", "revealed_at", "expires_at", "verification_deadline"
+)
 
 
 def _moment(value: str | datetime | None) -> datetime | None:
@@ -164,8 +168,15 @@ class ClientAuthenticator:
         password the client sent) is its secret; otherwise None, whatever the reason.
 
         Every secret is hashed and compared in constant time even when the key does not
-        exist, so an unknown client costs the same as a known one.
+        exist, so an unknown client costs the same as a known one. The exception: when every
+        reading of the password is a mistyped ``krs_`` secret (its checksum fails,
+        :func:`keyrelease.credentials.is_mistyped_secret`), no key can have it, and it is
+        refused before any lookup. That reveals nothing about any client: the checksum is
+        public, so the caller knew the answer before asking.
         """
+        secrets = [secret for secret in secrets if not credentials.is_mistyped_secret(secret)]
+        if not secrets:
+            return None
         now = self.clock.now()
         key = await find_key(client_id) if 0 < len(client_id) <= CLIENT_ID_MAX else None
         stored = key.secret_hash if key is not None else None

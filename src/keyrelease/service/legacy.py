@@ -269,6 +269,8 @@ def _secret_hash(record: dict[str, object]) -> str:
         return value.lower()
     if not isinstance(value, str) or not value or len(value) > SECRET_MAX:
         raise LineProblem(f"secret must be a string of 1 to {SECRET_MAX} characters")
+    if credentials.is_mistyped_secret(value):  # the token endpoint would refuse it unread
+        raise LineProblem(f"secret starts with {credentials.CLIENT_SECRET_PREFIX}, which is reserved for secrets keyrelease mints, but is not one")
     return credentials.hash_secret(value)
 
 

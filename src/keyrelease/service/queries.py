@@ -42,10 +42,12 @@ class KeyPage:
 
 def status_filter(status: KeyStatus, now: datetime) -> Q:
     """The rows whose derived status (:func:`keyrelease.status.key_status`) is ``status``."""
-    live = Q(revoked_at=None)
+    if status is KeyStatus.COMPROMISED:
+        return Q(compromised_at__not_isnull=True)
+    live = Q(revoked_at=None, compromised_at=None)
     unverified = Q(verified_at=None)
     if status is KeyStatus.REVOKED:
-        return Q(revoked_at__not_isnull=True)
+        return Q(revoked_at__not_isnull=True, compromised_at=None)
     if status is KeyStatus.PENDING_VERIFICATION:
         return live & unverified & Q(locked_at=None, verification_deadline__gt=now)
     if status is KeyStatus.LOCKED:

@@ -74,6 +74,8 @@ class RateLimits:
     #: Authenticated GraphQL queries per admin: one count per request, whatever it asks for
     #: (its size is bounded by the query cost limit).
     admin_query: Rate | None = Rate(600, 60)
+    #: Secret-scanning reports per client address, counted before the signature is checked.
+    secret_scanning_ip: Rate | None = Rate(60, 60)
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,11 @@ class RateLimiter:
         """The partner's revealKey: per client address and per key ID (an OTP guess budget
         on top of the key's own attempt limit)."""
         return await self._check([("partner_ip", self.limits.partner_ip, ip), ("partner_key", self.limits.partner_key, key_id)])
+
+    async def secret_scanning_report(self, ip: str) -> Limited | None:
+        """``POST /secret-scanning/github``: per client address, counted before the signature
+        is checked, so unsigned floods are limited too."""
+        return await self._check([("secret_scanning_ip", self.limits.secret_scanning_ip, ip)])
 
     async def admin_mutation(self, admin_id: int) -> Limited | None:
         return await self._check([("admin", self.limits.admin, str(admin_id))])

@@ -20,6 +20,7 @@ const STATUS_LABEL = {
   LOCKED: "Locked",
   REVOKED: "Revoked",
   EXPIRED: "Expired",
+  COMPROMISED: "Compromised",
 };
 const KIND_LABEL = { INSTITUTIONAL: "Institutional", PARTNER: "Partner" };
 
@@ -230,6 +231,8 @@ function deadlineOrExpiry(key) {
       return `Revoked ${formatDateTime(key.revokedAt)}`;
     case "EXPIRED":
       return `Expired ${formatDateTime(key.expiresAt)}`;
+    case "COMPROMISED":
+      return `Leaked ${formatDateTime(key.compromisedAt)}`;
     default:
       return key.expiresAt ? `Expires ${formatDateTime(key.expiresAt)}` : "Does not expire";
   }
@@ -611,6 +614,7 @@ function showDetails(key) {
     ACTIVE: `“${key.name}” is verified`,
     REVOKED: `“${key.name}” is revoked`,
     EXPIRED: `“${key.name}” has expired`,
+    COMPROMISED: `“${key.name}” was found in public`,
   }[key.status] ?? `“${key.name}”`;
   $("#key-heading").textContent = heading;
   $("#key-message").textContent = detailsMessage(key);
@@ -626,6 +630,10 @@ function showDetails(key) {
     ["Last used", key.lastUsedAt ? formatDateTime(key.lastUsedAt) : "Never"],
   ];
   if (key.revokedAt) details.push(["Revoked", formatDateTime(key.revokedAt)]);
+  if (key.compromisedAt) {
+    details.push(["Leak reported", formatDateTime(key.compromisedAt)]);
+    details.push(["Found at", key.compromiseUrl ? h("code", { class: "leak-url" }, key.compromiseUrl) : "Not given"]);
+  }
   if (partner) {
     details.push(["Partner", key.partnerName ?? "—"], ["Partner email", key.partnerEmail ?? "—"]);
     if (key.lastDelivery) details.push(["Partner email delivery", deliveryText(key.lastDelivery)]);
@@ -639,7 +647,7 @@ function showDetails(key) {
   $("#stored-area").hidden = true;
   $("#credentials-area").replaceChildren();
   const revoke = $("#revoke-button");
-  $("#revoke-area").hidden = key.status === "REVOKED";
+  $("#revoke-area").hidden = key.status === "REVOKED" || key.status === "COMPROMISED";
   revoke.textContent = "Revoke key";
   revoke.dataset.confirming = "";
   $("#revoke-hint").textContent = "A revoked key stops working at once and can never be used again.";
@@ -650,6 +658,9 @@ function showDetails(key) {
 function detailsMessage(key) {
   const partner = key.kind === "PARTNER";
   if (key.status === "REVOKED") return "It can never be used again.";
+  if (key.status === "COMPROMISED") {
+    return "Its secret was found in public and has been retired: it no longer works. Create a new key for whoever used it, and remove the secret from where it was found.";
+  }
   if (key.status === "EXPIRED") return "It can no longer be used to get access tokens.";
   if (partner && key.revealed) return "The partner has retrieved the credentials.";
   if (partner) {

@@ -19,6 +19,8 @@ const KEY_FIELDS = `
     revealed
     verifiedAt
     revokedAt
+    compromisedAt
+    compromiseUrl
     lastUsedAt
     partnerName
     partnerEmail
@@ -36,7 +38,7 @@ export const KEYS = `
   query Keys($first: Int!, $after: String, $status: KeyStatus) {
     keys(first: $first, after: $after, status: $status) {
       edges {
-        node { id name kind status createdAt expiresAt verificationDeadline revokedAt lastUsedAt }
+        node { id name kind status createdAt expiresAt verificationDeadline revokedAt compromisedAt lastUsedAt }
       }
       pageInfo { hasNextPage endCursor }
     }
