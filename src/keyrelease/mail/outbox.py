@@ -12,13 +12,22 @@ from datetime import datetime
 from keyrelease.models import ApiKey, MessageKind, OutboxMessage
 
 
+async def _queue(
+    kind: MessageKind, recipient: str, *, key_id: uuid.UUID | None, payload: dict, now: datetime
+) -> OutboxMessage:
+    """One message, due now. ``key_id`` None: not about one key (never a key's ``lastDelivery``)."""
+    return await OutboxMessage.create(
+        id=uuid.uuid4(), key_id=key_id, kind=kind, recipient=recipient, payload=payload, created_at=now, next_attempt_at=now
+    )
+
+
 async def queue_verification_code(key: ApiKey, *, code_expires_at: datetime, now: datetime) -> OutboxMessage:
     assert key.notify_email is not None
-    return await OutboxMessage.create(
-        id=uuid.uuid4(),
+    return await _queue(
+        MessageKind.VERIFICATION_CODE,
+        key.notify_email,
         key_id=key.id,
-        kind=MessageKind.VERIFICATION_CODE,
-        recipient=key.notify_email,
+        now=now,
         payload={
             "key_id": str(key.id),
             "key_name": key.name,
@@ -28,8 +37,6 @@ async def queue_verification_code(key: ApiKey, *, code_expires_at: datetime, now
             "partner_name": key.partner_name or "",
             "partner_email": key.partner_email or "",
         },
-        created_at=now,
-        next_attempt_at=now,
     )
 
 
@@ -37,11 +44,11 @@ async def queue_partner_otp(
     key: ApiKey, *, institution_name: str, otp_expires_at: datetime, now: datetime
 ) -> OutboxMessage:
     assert key.partner_email is not None
-    return await OutboxMessage.create(
-        id=uuid.uuid4(),
+    return await _queue(
+        MessageKind.PARTNER_OTP,
+        key.partner_email,
         key_id=key.id,
-        kind=MessageKind.PARTNER_OTP,
-        recipient=key.partner_email,
+        now=now,
         payload={
             "key_id": str(key.id),
             "key_name": key.name,
@@ -49,8 +56,6 @@ async def queue_partner_otp(
             "institution_name": institution_name,
             "expires_at": otp_expires_at.isoformat(),
         },
-        created_at=now,
-        next_attempt_at=now,
     )
 
 
@@ -68,11 +73,11 @@ async def queue_creation_suspended(
     """Tell an admin of the institution that ``admin_email`` may no longer create keys for a
     while, because too many of its keys locked on wrong codes. Not tied to one key, so it
     never shows as a key's ``lastDelivery``."""
-    return await OutboxMessage.create(
-        id=uuid.uuid4(),
+    return await _queue(
+        MessageKind.CREATION_SUSPENDED,
+        recipient,
         key_id=None,
-        kind=MessageKind.CREATION_SUSPENDED,
-        recipient=recipient,
+        now=now,
         payload={
             "admin_email": admin_email,
             "admin_name": admin_name,
@@ -81,8 +86,6 @@ async def queue_creation_suspended(
             "suspended_until": suspended_until.isoformat(),
             "expires_at": expires_at.isoformat(),
         },
-        created_at=now,
-        next_attempt_at=now,
     )
 
 
@@ -101,11 +104,11 @@ async def queue_secret_leaked(
     released to (``role="partner"``), that the key's secret was found in public and no longer
     works. Not tied to the key (``key_id`` is empty), so it never shows as the key's
     ``lastDelivery``, which follows the code and the one-time password."""
-    return await OutboxMessage.create(
-        id=uuid.uuid4(),
+    return await _queue(
+        MessageKind.SECRET_LEAKED,
+        recipient,
         key_id=None,
-        kind=MessageKind.SECRET_LEAKED,
-        recipient=recipient,
+        now=reported_at,
         payload={
             "role": role,
             "key_id": str(key.id),
@@ -118,6 +121,4 @@ async def queue_secret_leaked(
             "reported_at": reported_at.isoformat(),
             "expires_at": expires_at.isoformat(),
         },
-        created_at=reported_at,
-        next_attempt_at=reported_at,
     )
