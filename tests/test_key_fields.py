@@ -21,6 +21,9 @@ def env_overrides() -> dict[str, str]:
         "KEYRELEASE_VERIFICATION_WINDOW_SECONDS": "600",
         "KEYRELEASE_PARTNER_OTP_TTL_SECONDS": "7200",
         "KEYRELEASE_MAX_PENDING_KEYS_PER_ADMIN": "7",
+        "KEYRELEASE_MAX_KEYS_PER_ADMIN_PER_DAY": "17",
+        "KEYRELEASE_MAX_LOCKED_KEYS_PER_ADMIN_PER_DAY": "2",
+        "KEYRELEASE_MAX_CODE_EMAILS_PER_ADMIN_PER_HOUR": "9",
     }
 
 
@@ -99,7 +102,8 @@ async def test_policy_lists_the_enforced_maxima_to_an_admin(api):
     policy = api.app.state.settings.policy
     got = (await api.data(
         "{ policy { codeTtlSeconds verificationWindowSeconds maxResends maxAttempts partnerPasswordTtlSeconds"
-        " maxPendingKeysPerAdmin maxKeyLifetimeDays } }", token=ada.token,
+        " maxPendingKeysPerAdmin maxKeyLifetimeDays maxKeysPerAdminPerDay maxLockedKeysPerAdminPerDay"
+        " maxCodeEmailsPerAdminPerHour } }", token=ada.token,
     ))["policy"]
     assert (got["maxAttempts"], got["maxResends"], got["codeTtlSeconds"]) == (4, 2, 240)
     assert got == {
@@ -110,6 +114,9 @@ async def test_policy_lists_the_enforced_maxima_to_an_admin(api):
         "partnerPasswordTtlSeconds": policy.partner_otp_ttl_seconds,
         "maxPendingKeysPerAdmin": policy.max_pending_keys_per_admin,
         "maxKeyLifetimeDays": policy.max_key_lifetime_days,
+        "maxKeysPerAdminPerDay": 17,
+        "maxLockedKeysPerAdminPerDay": 2,
+        "maxCodeEmailsPerAdminPerHour": 9,
     }
     body = await api.gql("{ policy { maxAttempts } }")
     assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"

@@ -297,6 +297,13 @@ class Policy:
     partner_password_ttl_seconds: int = strawberry.field(description="How long a partner's one-time password works.")
     max_pending_keys_per_admin: int = strawberry.field(description="Keys one admin may have awaiting verification.")
     max_key_lifetime_days: int = strawberry.field(description="The furthest expiresAt a new key may have.")
+    max_keys_per_admin_per_day: int = strawberry.field(
+        description="Keys one admin may create in a day (24 hours plus the verification window), whatever became of them."
+    )
+    max_locked_keys_per_admin_per_day: int = strawberry.field(
+        description="An admin's keys locked by wrong codes in 24 hours before key creation is suspended."
+    )
+    max_code_emails_per_admin_per_hour: int = strawberry.field(description="Code emails (creates and resends) per admin per hour.")
 
     @classmethod
     def of(cls, policy: VerificationPolicy) -> Policy:
@@ -308,6 +315,9 @@ class Policy:
             partner_password_ttl_seconds=policy.partner_otp_ttl_seconds,
             max_pending_keys_per_admin=policy.max_pending_keys_per_admin,
             max_key_lifetime_days=policy.max_key_lifetime_days,
+            max_keys_per_admin_per_day=policy.max_keys_per_admin_per_day,
+            max_locked_keys_per_admin_per_day=policy.max_locked_keys_per_admin_per_day,
+            max_code_emails_per_admin_per_hour=policy.max_code_emails_per_admin_per_hour,
         )
 
 
