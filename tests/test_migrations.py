@@ -89,3 +89,27 @@ async def test_keys_can_be_found_by_secret_hash_through_an_index(database_url):
     else:
         rows = await query(database_url, "SELECT indexdef AS sql FROM pg_indexes WHERE tablename = 'api_key'")
     assert any(row["sql"] and "secret_hash" in row["sql"] for row in rows), rows
+
+
+async def test_every_declared_index_exists_on_both_databases(database_url):
+    """SQLite rebuilds a table to alter a column; the indexes the models declare must survive
+    every migration there as on PostgreSQL (the outbox claim, a key's history and deliveries)."""
+    from dbutil import is_sqlite, query
+
+    if is_sqlite(database_url):
+        rows = await query(database_url, "SELECT tbl_name AS t, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+    else:
+        rows = await query(database_url, "SELECT tablename AS t, indexdef AS sql FROM pg_indexes WHERE schemaname = 'public'")
+    found = {(row["t"], " ".join(row["sql"].replace('"', "").split())) for row in rows}
+
+    def has(table: str, columns: str) -> bool:
+        return any(t == table and f"({columns})" in sql for t, sql in found)
+
+    for table, columns in [
+        ("outbox_message", "status, next_attempt_at"),
+        ("outbox_message", "key_id, created_at"),
+        ("key_event", "key_id, id"),
+        ("api_key", "institution_id, created_at"),
+        ("api_key", "secret_hash"),
+    ]:
+        assert has(table, columns), (table, columns, sorted(found))
