@@ -218,7 +218,7 @@ class TestTurns:
         """The most page reads in progress at once (each gives the others every chance to run)."""
         from keyrelease.graphql import loaders
 
-        state = {"active": 0, "peak": 0}
+        state = {"active": 0, "peak": 0, "expect": 0}
         original = loaders.queries.list_keys
 
         async def list_keys(*args, **kwargs):
@@ -227,6 +227,12 @@ class TestTurns:
             try:
                 for _ in range(20):
                     await asyncio.sleep(0)
+                # A test that expects N reads at once holds each until N are in (at most ~2 s):
+                # a read that must wait its turn never arrives, and the peak stays below N.
+                for _ in range(200):
+                    if state["active"] >= state["expect"]:
+                        break
+                    await asyncio.sleep(0.01)
                 return await original(*args, **kwargs)
             finally:
                 state["active"] -= 1
@@ -248,6 +254,7 @@ class TestTurns:
         ada, bob = await api.admin(), await api.admin("bob@other.example", "Other College")
         requests = [api.gql(self.COSTLY, token=ada.token), api.gql(self.COSTLY, token=bob.token)]
         requests += [api.gql(self.CHEAP, token=ada.token) for _ in range(2)]
+        overlap["expect"] = 4
         answers = await asyncio.gather(*requests)
         assert all("errors" not in a for a in answers)
         assert overlap["peak"] == 4
