@@ -39,6 +39,14 @@ class _HeaderDeadline:
     #: The client has sent bytes of a request whose headers are not complete yet.
     _request_begun: bool = False
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]  # the uvicorn protocol after us in the MRO
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)  # type: ignore[misc]
+
     def _arm_header_timer(self) -> None:
         if self._header_timer is None:
             self._header_timer = self.loop.call_later(self.header_timeout, self._header_timeout_expired)
@@ -79,14 +87,6 @@ class _HeaderDeadline:
 class HeaderDeadlineH11Protocol(_HeaderDeadline, H11Protocol):
     """uvicorn's h11 protocol with the header deadline (h11 bounds the header size itself)."""
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_header_timer()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_header_timer()
-        super().connection_lost(exc)
-
     def data_received(self, data: bytes) -> None:
         waiting = self.conn.their_state is h11.IDLE
         if waiting and data:
@@ -124,14 +124,6 @@ def _httptools_protocol() -> type[asyncio.Protocol] | None:
             if self._header_bytes + self._unreported_bytes > self.max_header_bytes:
                 self._cancel_header_timer()
                 self._send_error(431, f"Request headers larger than {self.max_header_bytes} bytes.")
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm_header_timer()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._cancel_header_timer()
-            super().connection_lost(exc)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
