@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Scope
 from tortoise import connections
 from tortoise.contrib.starlette import RegisterTortoise
 from tortoise.functions import Count
@@ -23,15 +23,19 @@ from keyrelease.clock import Clock
 from keyrelease.config import Settings
 from keyrelease.cors import AllowlistCORS
 from keyrelease.deadline import RequestDeadline
+from keyrelease.graphql import errors as graphql_errors
 from keyrelease.graphql.schema import build_schema
 from keyrelease.graphql.view import GraphQLView
 from keyrelease.models import DeliveryStatus, OutboxMessage
+from keyrelease.oauth import endpoints as oauth_endpoints
 from keyrelease.oauth.endpoints import OAuthEndpoints, TokenEndpoint
 from keyrelease.request_id import RequestId
 from keyrelease.secret_scanning.github import GitHubSecretScanning
 from keyrelease.services import background, build_services
 
 log = logging.getLogger("keyrelease")
+#: The OAuth endpoints' prefix: a request under it that gets a 503 gets it in RFC 6749's shape.
+OAUTH_PREFIX = "/ids/"
 
 
 def create_app(
@@ -112,12 +116,20 @@ def create_app(
         ],
         middleware=[
             Middleware(RequestId),
-            Middleware(RequestDeadline, seconds=settings.request_timeout_seconds),
+            Middleware(RequestDeadline, seconds=settings.request_timeout_seconds, unavailable=_unavailable_body),
         ],
         lifespan=lifespan,
     )
     app.state.services = services
     return app
+
+
+def _unavailable_body(scope: Scope) -> object:
+    """The body of a 503 past the request deadline: RFC 6749's error for the OAuth endpoints,
+    a GraphQL error everywhere else."""
+    if str(scope.get("path", "")).startswith(OAUTH_PREFIX):
+        return oauth_endpoints.UNAVAILABLE_BODY
+    return graphql_errors.UNAVAILABLE_BODY
 
 
 async def metrics_endpoint(request: Request) -> Response:

@@ -25,6 +25,7 @@ from tortoise.exceptions import DBConnectionError, OperationalError
 
 from keyrelease import metrics
 from keyrelease.client_address import IPNetwork, client_address
+from keyrelease.deadline import UNAVAILABLE
 from keyrelease.oauth.basic import BasicCredentials, ParsedBasic, parse_basic
 from keyrelease.oauth.tokens import TokenIssuer
 from keyrelease.service.clients import ClientAuthenticator
@@ -40,6 +41,8 @@ JWKS_CACHE = {"Cache-Control": "public, max-age=300"}
 #: The one answer to every credential that cannot have a token, whatever the reason: unknown
 #: client, wrong secret, a key that is pending, locked, revoked, expired or not yet revealed.
 INVALID_CLIENT = ("invalid_client", "Client authentication failed.")
+#: The body of the 503 :class:`keyrelease.deadline.RequestDeadline` sends for a token request.
+UNAVAILABLE_BODY = {"error": "temporarily_unavailable", "error_description": UNAVAILABLE}
 _JSON_NO_STORE = [(b"content-type", b"application/json"), (b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
 
 
