@@ -15,6 +15,7 @@ from keyrelease import config, db, logs
 from keyrelease.clock import SystemClock
 from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
+from keyrelease.service.admins import DEFAULT_TTL_DAYS, MAX_TTL_DAYS
 
 T = TypeVar("T")
 
@@ -257,9 +258,12 @@ def _port(text: str) -> int:
     return int(text)
 
 
+_EXPIRES_DAYS_HELP = f"Token lifetime (default KEYRELEASE_ADMIN_TOKEN_TTL_DAYS, {DEFAULT_TTL_DAYS})."
+
+
 def _days(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 3650:
-        raise argparse.ArgumentTypeError("must be a whole number of days, 1 to 3650")
+    if not text.isdigit() or not 1 <= int(text) <= MAX_TTL_DAYS:
+        raise argparse.ArgumentTypeError(f"must be a whole number of days, 1 to {MAX_TTL_DAYS}")
     return int(text)
 
 
@@ -307,11 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--institution", required=True)
     create.add_argument("--email", required=True)
     create.add_argument("--name")
-    create.add_argument("--expires-days", type=_days, help="Token lifetime (default KEYRELEASE_ADMIN_TOKEN_TTL_DAYS, 90).")
+    create.add_argument("--expires-days", type=_days, help=_EXPIRES_DAYS_HELP)
     create.set_defaults(func=cmd_admin_create)
     token = admin_sub.add_parser("token", help="Issue an additional token to an admin (last line).")
     token.add_argument("--email", required=True)
-    token.add_argument("--expires-days", type=_days, help="Token lifetime (default KEYRELEASE_ADMIN_TOKEN_TTL_DAYS, 90).")
+    token.add_argument("--expires-days", type=_days, help=_EXPIRES_DAYS_HELP)
     token.set_defaults(func=cmd_admin_token)
     revoke = admin_sub.add_parser("revoke-token", help="Revoke an admin token at once, by its value or its id.")
     revoke.add_argument("token", metavar="TOKEN_OR_ID", help="The token (kra_...) or its id from `admin list`.")
