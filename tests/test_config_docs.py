@@ -6,6 +6,9 @@ import dataclasses
 import re
 from pathlib import Path
 
+from conftest import base_env
+from liveserver import run_cli
+
 from keyrelease.config import GROUPS, SECTIONS, SETTINGS, Settings
 
 ROOT = Path(__file__).parent.parent
@@ -59,6 +62,22 @@ def test_the_defaults_are_the_values_read_from_an_empty_environment(tmp_path):
             owner, _, name = setting.field.rpartition(".")
             value = getattr(getattr(settings, owner) if owner else settings, name)
             assert value == setting.default, setting.name
+
+
+def test_keyrelease_settings_lists_every_variable_with_its_default_and_bounds(tmp_path):
+    """It reads no environment: a bad value does not stop it, and no value is shown."""
+    done = run_cli(base_env(tmp_path, KEYRELEASE_MAX_ATTEMPTS="lots"), "settings")
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line for line in lines if line and not line.startswith(" ")] == list(SECTIONS)
+    for setting in SETTINGS:
+        [line] = [line for line in lines if line.split()[:1] == [setting.variable]]
+        assert f"default {setting.shown_default}" in line
+        assert setting.accepts in line
+    assert "KEYRELEASE_CODE_TTL_SECONDS  default 300; at least 30" in done.stdout
+    assert [line.split()[0] for line in lines if line.endswith("; secret")] == ["KEYRELEASE_SECRET_KEY"]
+    assert "lots" not in done.stdout and base_env(tmp_path)["KEYRELEASE_SECRET_KEY"] not in done.stdout
 
 
 def test_every_transport_setting_is_in_the_plugin_guide():
