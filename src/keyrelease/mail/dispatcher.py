@@ -31,6 +31,7 @@ from tortoise.transactions import in_transaction
 
 from keyrelease import db, metrics
 from keyrelease.clock import Clock
+from keyrelease.config import setting
 from keyrelease.exceptions import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from keyrelease.mail.render import MailRenderer
 from keyrelease.mail.transport import DeliveryResult, EmailMessage, Transport
@@ -54,11 +55,11 @@ class Dispatcher:
         renderer: MailRenderer,
         clock: Clock,
         *,
-        lease_seconds: float = 60,
+        lease_seconds: float = setting("MAIL_LEASE_SECONDS").default,
         poll_seconds: float = 1.0,
-        max_attempts: int = 8,
-        first_retry_seconds: float = 2.0,
-        max_retry_seconds: float = 300.0,
+        max_attempts: int = setting("MAIL_MAX_ATTEMPTS").default,
+        first_retry_seconds: float = setting("MAIL_RETRY_FIRST_SECONDS").default,
+        max_retry_seconds: float = setting("MAIL_RETRY_MAX_SECONDS").default,
         batch: int = 20,
     ) -> None:
         self.transport = transport

@@ -39,7 +39,9 @@ class NewAdmin:
         return f"NewAdmin(admin={self.admin.email!r}, token=<hidden>)"
 
 
+#: A new admin token's lifetime, and the longest one may have (KEYRELEASE_ADMIN_TOKEN_TTL_DAYS).
 DEFAULT_TTL_DAYS = 90
+MAX_TTL_DAYS = 3650
 
 
 async def create_admin(
@@ -65,8 +67,8 @@ async def create_admin(
 
 async def issue_token(clock: Clock, admin: Admin, *, ttl_days: int | None = DEFAULT_TTL_DAYS) -> str:
     """A new token for ``admin``, valid ``ttl_days`` (None: until revoked); shown only here."""
-    if ttl_days is not None and not 1 <= ttl_days <= 3650:
-        raise AdminInputError("a token must expire within 1 to 3650 days")
+    if ttl_days is not None and not 1 <= ttl_days <= MAX_TTL_DAYS:
+        raise AdminInputError(f"a token must expire within 1 to {MAX_TTL_DAYS} days")
     token = credentials.new_admin_token()
     now = clock.now()
     await AdminToken.create(
