@@ -1,6 +1,6 @@
 """SQLite with more than one writing process: ``keyrelease serve`` busy with requests while an
 operator runs ``keyrelease admin create`` beside it. Neither may fail with "database is
-locked": every transaction takes the write lock when it begins (keyrelease/db_sqlite.py) and
+locked": every transaction takes the write lock when it begins (keyrelease/db/sqlite.py) and
 waits its turn, instead of failing when a reader's stale snapshot tries to write."""
 
 from __future__ import annotations
