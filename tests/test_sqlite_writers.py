@@ -83,7 +83,7 @@ async def admin_creates(env: dict[str, str], done: asyncio.Event, requests: list
             if process.returncode != 0:
                 problems.append(err.decode(errors="replace")[-300:])
                 continue
-            [row] = await query(env["KEYRELEASE_DATABASE_URL"], "SELECT created_at FROM admin WHERE email = $1", email)
+            [row] = await query(env["KEYRELEASE_DATABASE_URL"], "SELECT created_at FROM admin WHERE email = ?", email)
             began = datetime.fromisoformat(row["created_at"])
             overlaps += any(request.in_flight_at(began) for request in list(requests))
     finally:
