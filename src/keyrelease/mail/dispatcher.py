@@ -1,7 +1,7 @@
 """Delivering the outbox: claim due messages, render, send, record the outcome.
 
-A claim is a conditional UPDATE (``... SET status = SENDING, lease_until = now + 60 s WHERE
-id = ? AND status = <as read> AND attempts = <as read> AND <still due>``): of several
+A claim is a conditional update (``status = SENDING, lease_until = now + 60 s`` where
+``id``, ``status`` and ``attempts`` are as read and the message is still due): of several
 dispatchers that read the same row, the database lets exactly one win, on SQLite and on
 PostgreSQL alike. The send itself is bounded by half the lease, so a live dispatcher always
 finishes before its lease runs out; a dispatcher that dies mid-send leaves a lease that
@@ -164,9 +164,10 @@ class Dispatcher:
             status=DeliveryStatus.SENDING, lease_until__lte=now
         )
         claimed = []
-        # On PostgreSQL, FOR UPDATE SKIP LOCKED hands each dispatcher rows no other dispatcher
-        # is claiming at this moment, so they do not queue behind each other; SQLite ignores
-        # it (one writer at a time). Either way the conditional update decides who owns a row.
+        # On PostgreSQL, select_for_update(skip_locked=True) hands each dispatcher rows no
+        # other dispatcher is claiming at this moment, so they do not queue behind each other;
+        # SQLite ignores it (one writer at a time). Either way the conditional update decides
+        # who owns a row.
         async with in_transaction():
             candidates = (
                 await OutboxMessage.filter(due)
