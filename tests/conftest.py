@@ -30,6 +30,7 @@ from keyrelease.app import create_app
 from keyrelease.clock import FrozenClock
 from keyrelease.config import Settings
 from keyrelease.service.admins import create_admin
+from keyrelease.testing import postgres
 
 try:  # the memory mail transport every test reads its mail from: a package of its own
     import keyrelease_memory  # noqa: F401
@@ -103,7 +104,7 @@ def _missing_environment(report: pytest.TestReport | pytest.CollectReport) -> No
 @contextlib.contextmanager
 def scratch_postgres(prefix: str) -> Iterator[str]:
     """A new, empty PostgreSQL database on the test server; dropped on the way out."""
-    with db.scratch_postgres(POSTGRES_SERVER, f"{prefix}_{os.getpid()}") as url:
+    with postgres.scratch_postgres(POSTGRES_SERVER, f"{prefix}_{os.getpid()}") as url:
         yield url
 
 

@@ -36,8 +36,8 @@ class GraphQLView(GraphQL):
         clock: Clock,
         limiter: RateLimiter,
         trusted_proxies: tuple[IPNetwork, ...],
-        graphiql: bool = True,
-        max_unauthenticated_bytes: int = 2048,
+        graphiql: bool,
+        max_unauthenticated_bytes: int,
     ) -> None:
         super().__init__(schema, graphql_ide="graphiql", allow_queries_via_get=False, subscription_protocols=())
         self._keys = keys
