@@ -12,10 +12,11 @@ import uuid
 import pytest
 
 from conftest import CREATE_KEY, FORM, GRANT, base_env, basic_auth, request_token, running_app
+from keyrelease.client_address import client_address
 from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
 from keyrelease.models import Admin, RateLimitCounter
-from keyrelease.service.ratelimit import Rate, client_address
+from keyrelease.service.ratelimit import Rate
 
 LOGIN = "/ids/auth/login"
 PARTNER_REVEAL = """
@@ -314,9 +315,9 @@ class TestPrune:
     async def test_prune_forgets_counters_of_ended_windows(self, app, client, clock):
         await request_token(client, unknown_client(), "x")
         assert await RateLimitCounter.all().count() == 2
-        assert await app.state.rate_limiter.prune() == 0
+        assert await app.state.services.limiter.prune() == 0
         clock.advance(seconds=61)
-        assert await app.state.rate_limiter.prune() == 2
+        assert await app.state.services.limiter.prune() == 2
         assert await RateLimitCounter.all().count() == 0
 
 

@@ -5,7 +5,7 @@ this folder), which ``make install`` puts in the development virtualenv only, an
 through its ``keyrelease.transports`` entry point like any third-party transport. keyrelease
 refuses it when ``KEYRELEASE_ENV=production``.
 
-Tests reach the instance the service built (``app.state.mail.transport``) and wait on it with
+Tests reach the instance the service built (``app.state.services.transport``) and wait on it with
 :meth:`MemoryTransport.wait_for` instead of sleeping.
 """
 
