@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import TypeVar
 
 import strawberry
-from strawberry.types import Info
+from strawberry.types import Info, get_object_definition
+from strawberry.types.private import is_private
 
 from keyrelease import models
 from keyrelease.graphql.context import Context
@@ -180,7 +181,9 @@ class ApiKey:
     attempts_remaining: int = strawberry.field(
         resolver=_attempts_remaining, description="Codes that can still be tried: 0 unless PENDING_VERIFICATION."
     )
-    lock_reason: LockReason | None = strawberry.field(resolver=_lock_reason, description="Why the key is LOCKED; null unless it is.")
+    lock_reason: LockReason | None = strawberry.field(
+        resolver=_lock_reason, description="Why the key is LOCKED; null unless it is."
+    )
     partner_password_expires_at: datetime | None = strawberry.field(
         resolver=_partner_password_expires_at,
         description="When the partner's one-time password stops working; null until one was sent.",
@@ -206,25 +209,19 @@ class ApiKey:
 
     @classmethod
     def of(cls, key: models.ApiKey) -> ApiKey:
-        return cls(
-            id=strawberry.ID(str(key.id)),
-            name=key.name,
-            kind=key.kind,
-            client_id=key.client_id,
-            created_at=key.created_at,
-            expires_at=key.expires_at,
-            verification_deadline=key.verification_deadline,
-            revealed=key.revealed_at is not None,
-            verified_at=key.verified_at,
-            revoked_at=key.revoked_at,
-            compromised_at=key.compromised_at,
-            compromise_url=key.compromise_url,
-            last_used_at=key.last_used_at,
-            legacy=key.legacy,
-            partner_name=key.partner_name,
-            partner_email=key.partner_email,
-            model=key,
-        )
+        """A key's row as the API shows it: each plain field is the column of its name, but for
+        ``id`` (a string) and ``revealed`` (whether ``revealed_at`` is set)."""
+        columns = {name: getattr(key, name) for name in _KEY_COLUMNS}
+        return cls(id=strawberry.ID(str(key.id)), revealed=key.revealed_at is not None, model=key, **columns)
+
+
+#: ApiKey's plain fields that show the column of the same name as it is (not the computed
+#: fields, which have resolvers, nor the private ``model``).
+_KEY_COLUMNS = tuple(
+    field.python_name
+    for field in get_object_definition(ApiKey, strict=True).fields
+    if field.base_resolver is None and not is_private(field.type) and field.python_name not in ("id", "revealed")
+)
 
 
 def _delivery(message: models.OutboxMessage | None) -> Delivery | None:
