@@ -23,7 +23,18 @@ from keyrelease import codes, credentials, metrics, validation
 from keyrelease.clock import Clock
 from keyrelease.db import fastpath
 from keyrelease.mail import outbox
-from keyrelease.models import Admin, ApiKey, BudgetItem, EventType, Institution, KeyEvent, KeyKind, LockReason
+from keyrelease.models import (
+    KEY_NAME_MAX,
+    NAME_MAX,
+    Admin,
+    ApiKey,
+    BudgetItem,
+    EventType,
+    Institution,
+    KeyEvent,
+    KeyKind,
+    LockReason,
+)
 from keyrelease.policy import VerificationPolicy
 from keyrelease.service import budget
 from keyrelease.service.budget import AdminBudget, Overspent
@@ -46,8 +57,6 @@ ALERT_TTL = timedelta(days=7)
 
 #: Stands in for a key that does not exist, so the failure path does the same hashing work.
 _ABSENT_KEY = uuid.UUID(int=0)
-NAME_MAX = 100
-PARTNER_NAME_MAX = 200
 
 
 def parse_key_id(raw: str) -> uuid.UUID | None:
@@ -212,8 +221,8 @@ class KeyService:
         cleaned = name.strip()
         if not cleaned:
             return InvalidInput("name", "Name must not be empty.")
-        if len(cleaned) > NAME_MAX:
-            return InvalidInput("name", f"Name must be at most {NAME_MAX} characters.")
+        if len(cleaned) > KEY_NAME_MAX:
+            return InvalidInput("name", f"Name must be at most {KEY_NAME_MAX} characters.")
         if expires_at is not None:
             if expires_at.tzinfo is None:
                 return InvalidInput("expiresAt", "The expiry date must include a time zone, e.g. 2031-01-01T00:00:00Z.")
@@ -227,8 +236,8 @@ class KeyService:
         if kind is KeyKind.PARTNER:
             if not partner_email or not validation.is_email_address(partner_email.strip()):
                 return InvalidInput("partnerEmail", "A partner key needs a valid partner email address.")
-            if partner_name is not None and len(partner_name.strip()) > PARTNER_NAME_MAX:
-                return InvalidInput("partnerName", f"The partner name must be at most {PARTNER_NAME_MAX} characters.")
+            if partner_name is not None and len(partner_name.strip()) > NAME_MAX:
+                return InvalidInput("partnerName", f"The partner name must be at most {NAME_MAX} characters.")
         elif partner_email or partner_name:
             return InvalidInput("partnerEmail", "Only partner keys take a partner name and email.")
         return None
