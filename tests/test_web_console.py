@@ -406,6 +406,20 @@ def test_wrong_codes_until_none_are_left_lock_the_key(page: Page, admin: Admin):
     expect(page.locator("#locked-reason")).to_contain_text("a wrong code was entered too many times")
 
 
+def test_a_code_is_tried_on_the_key_on_screen_alone(page: Page, admin: Admin):
+    """The verification screen of an earlier key, left in the same tab, no longer answers the
+    form: a wrong code on the second key's screen costs the first key nothing."""
+    sign_in(page, admin)
+    first = create_key(page, "First of two")
+    create_key(page, "Second of two")
+    enter_code(page, wrong(admin.code("Second of two")))
+    expect(page.locator("#attempts-left")).to_have_text("4")
+
+    page.goto(f"/#/keys/{first}")
+    expect(page.get_by_role("heading", name="Verify “First of two”")).to_be_visible()
+    expect(page.locator("#attempts-left")).to_have_text("5")
+
+
 # -- create form -----------------------------------------------------------------------
 
 
