@@ -21,7 +21,8 @@ from conftest import BACKENDS, base_env, empty_postgres
 from keyrelease import db
 from keyrelease.clock import SystemClock
 from keyrelease.graphql.cost import operation_cost
-from keyrelease.graphql.schema import DEFAULT_MAX_COST, build_schema
+from keyrelease.graphql.limits import MAX_COST as DEFAULT_MAX_COST
+from keyrelease.graphql.schema import build_schema
 from liveserver import Server, run_cli
 from seed import seed_keys
 

@@ -17,7 +17,8 @@ from keyrelease.app import create_app
 from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
 from keyrelease.graphql.cost import COSTLY, LIST_SIZES, AdminTurns, operation_cost
-from keyrelease.graphql.schema import DEFAULT_MAX_COST, build_schema
+from keyrelease.graphql.limits import MAX_COST as DEFAULT_MAX_COST
+from keyrelease.graphql.schema import build_schema
 from keyrelease.web import operations
 from seed import seed_keys
 from sqlcount import StatementCounter

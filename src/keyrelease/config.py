@@ -21,6 +21,8 @@ from keyrelease import files, validation
 from keyrelease.client_address import IPNetwork, parse_networks
 from keyrelease.db import PoolSettings
 from keyrelease.exceptions import ConfigError, TemplateError
+from keyrelease.graphql import limits as graphql_limits
+from keyrelease.mail import dispatcher as delivery
 from keyrelease.mail.templates import MailTemplates, load_templates
 from keyrelease.policy import VerificationPolicy
 from keyrelease.secret_scanning.public_keys import PublicKeysError, ScanningKeys, load_keys
@@ -393,19 +395,19 @@ SETTINGS: tuple[Setting, ...] = (
             None, _templates, field="mail_templates", derive=lambda values: load_templates(),
             shown="built-in templates"),
     Setting("MAIL_RETRY_FIRST_SECONDS", MAIL, "first retry delay after a transient failure (doubles, with jitter)",
-            2, Whole(1, 60)),
+            delivery.FIRST_RETRY_SECONDS, Whole(1, 60)),
     Setting("MAIL_RETRY_MAX_SECONDS", MAIL, "the cap on the retry delay",
-            300, Whole(1, 86400), check=_not_below_the_first_delay),
+            delivery.MAX_RETRY_SECONDS, Whole(1, 86400), check=_not_below_the_first_delay),
     Setting("REGION", CORE, "prefix of client IDs (<region>#<uuid>)", "us-east-1", _REGION),
-    Setting("GRAPHQL_INTROSPECTION", GRAPHQL, "schema introspection (GraphiQL needs it)", True, Switch()),
+    Setting("GRAPHQL_INTROSPECTION", GRAPHQL, "schema introspection (GraphiQL needs it)", graphql_limits.INTROSPECTION, Switch()),
     Setting("GRAPHIQL", GRAPHQL, "GraphiQL at GET /graphql for a browser", True, Switch("on or off")),
-    Setting("GRAPHQL_MAX_DEPTH", GRAPHQL, "deepest selection allowed", 10, Whole(3, 50)),
-    Setting("GRAPHQL_MAX_TOKENS", GRAPHQL, "largest document allowed", 2000, Whole(100, 100_000)),
+    Setting("GRAPHQL_MAX_DEPTH", GRAPHQL, "deepest selection allowed", graphql_limits.MAX_DEPTH, Whole(3, 50)),
+    Setting("GRAPHQL_MAX_TOKENS", GRAPHQL, "largest document allowed", graphql_limits.MAX_TOKENS, Whole(100, 100_000)),
     Setting("GRAPHQL_MAX_UNAUTHENTICATED_BYTES", GRAPHQL,
             "largest document (bytes) accepted without an admin token, refused before parsing",
             2048, Whole(256, 1024 * 1024)),
     Setting("GRAPHQL_MAX_COST", GRAPHQL, "the most values one answer may hold, refused before execution",
-            12_000, Whole(1000, 10_000_000)),
+            graphql_limits.MAX_COST, Whole(1000, 10_000_000)),
     Setting("MAX_BODY_BYTES", GRAPHQL, "larger request bodies get 413 before parsing", 64 * 1024, Whole(1024)),
     Setting("DISPATCHER", MAIL, "run the mail dispatcher inside keyrelease serve",
             True, Switch(), field="dispatcher_enabled"),
@@ -417,8 +419,8 @@ SETTINGS: tuple[Setting, ...] = (
             (), _files),
     Setting("LAST_USED_FLUSH_SECONDS", TOKENS, "how often the last use of each key is written to the database",
             60, Whole(1, 3600)),
-    Setting("MAIL_MAX_ATTEMPTS", MAIL, "attempts before a message is dead-lettered (FAILED)", 8, Whole(1, 100)),
-    Setting("MAIL_LEASE_SECONDS", MAIL, "how long a dispatcher holds a claimed message", 60, Whole(2, 3600)),
+    Setting("MAIL_MAX_ATTEMPTS", MAIL, "attempts before a message is dead-lettered (FAILED)", delivery.MAX_ATTEMPTS, Whole(1, 100)),
+    Setting("MAIL_LEASE_SECONDS", MAIL, "how long a dispatcher holds a claimed message", delivery.LEASE_SECONDS, Whole(2, 3600)),
     Setting("DATABASE_POOL_SIZE", DATABASE, "connections per process (PostgreSQL)",
             PoolSettings.size, Whole(1, 500), field="database_pool.size"),
     Setting("DATABASE_CONNECT_TIMEOUT_SECONDS", DATABASE, "the longest wait for a new connection",

@@ -55,7 +55,7 @@ class Services:
         once, so a bad key file stops start-up; ``keyrelease worker`` signs nothing and never
         reads (or, in development, creates) the key."""
         return TokenIssuer(
-            load_key_ring(self.settings),
+            load_key_ring(self.settings.jwt_private_key_file, self.settings.jwt_public_key_files, self.settings.var_dir),
             issuer=self.settings.token_issuer,
             audience=self.settings.jwt_audience,
             ttl_seconds=self.settings.token_ttl_seconds,

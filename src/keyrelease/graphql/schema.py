@@ -23,9 +23,8 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 from strawberry.types.nodes import SelectedField, Selection
 
-from keyrelease.config import setting
 from keyrelease.deadline import UNAVAILABLE
-from keyrelease.graphql import errors
+from keyrelease.graphql import errors, limits
 from keyrelease.graphql.context import ClientError, Context
 from keyrelease.graphql.cost import AdminTurns, QueryCostLimit
 from keyrelease.graphql.guess_limit import OneGuessPerRequest
@@ -61,12 +60,8 @@ ResendCodeResult = Annotated[
 RevealKeyResult = Annotated[KeyCredentials | VerificationError | ValidationError, strawberry.union("RevealKeyResult")]
 RevokeKeyResult = Annotated[ApiKey | KeyNotFoundError | ValidationError, strawberry.union("RevokeKeyResult")]
 
-MAX_ALIASES = 20
 #: Fields of a key read with a statement of their own, loaded for a whole page at once.
 LOADED_KEY_FIELDS = frozenset({"events", "lastDelivery"})
-#: The most field values one answer may hold (keyrelease.graphql.cost): a page of 100 keys
-#: with every field, their events and deliveries (10,905) fits; the console needs 1,105 at most.
-DEFAULT_MAX_COST: int = setting("GRAPHQL_MAX_COST").default
 
 
 def _map(result: object) -> Any:
@@ -225,16 +220,16 @@ class MaskUnexpectedErrors(MaskErrors):
 
 def build_schema(
     *,
-    introspection: bool = setting("GRAPHQL_INTROSPECTION").default,
-    max_depth: int = setting("GRAPHQL_MAX_DEPTH").default,
-    max_tokens: int = setting("GRAPHQL_MAX_TOKENS").default,
-    max_cost: int = DEFAULT_MAX_COST,
+    introspection: bool = limits.INTROSPECTION,
+    max_depth: int = limits.MAX_DEPTH,
+    max_tokens: int = limits.MAX_TOKENS,
+    max_cost: int = limits.MAX_COST,
 ) -> strawberry.Schema:
     # The validation rules are built once: the validation cache is keyed by the rule classes,
     # and QueryDepthLimiter/MaxAliasesLimiter would make new classes on every request, so
     # the cache would never hit (a third of a small query's time went to validation).
     turns = AdminTurns()  # shared by every request this schema serves
-    rules: list[type[ASTValidationRule]] = [OneGuessPerRequest, depth_rule(max_depth, None, None), alias_rule(MAX_ALIASES)]
+    rules: list[type[ASTValidationRule]] = [OneGuessPerRequest, depth_rule(max_depth, None, None), alias_rule(limits.MAX_ALIASES)]
     extensions: list = [
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         lambda: AddValidationRules(rules),

@@ -31,7 +31,6 @@ from tortoise.transactions import in_transaction
 
 from keyrelease import db, metrics
 from keyrelease.clock import Clock
-from keyrelease.config import setting
 from keyrelease.exceptions import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from keyrelease.mail.render import MailRenderer
 from keyrelease.mail.transport import DeliveryResult, EmailMessage, Transport
@@ -42,6 +41,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("keyrelease.mail")
 
+#: Defaults of the delivery settings (KEYRELEASE_MAIL_*, keyrelease.config takes them from here):
+#: how long a claim is held, attempts before a message is dead-lettered, the first retry delay
+#: after a transient failure (doubling, with jitter) and its cap.
+LEASE_SECONDS = 60
+MAX_ATTEMPTS = 8
+FIRST_RETRY_SECONDS = 2
+MAX_RETRY_SECONDS = 300
 #: A provider's Retry-After is honoured up to this; beyond it the message would expire anyway.
 MAX_RETRY_AFTER_SECONDS = 24 * 3600
 #: How long a stopping dispatcher waits for the database, beyond the send in hand.
@@ -55,11 +61,11 @@ class Dispatcher:
         renderer: MailRenderer,
         clock: Clock,
         *,
-        lease_seconds: float = setting("MAIL_LEASE_SECONDS").default,
+        lease_seconds: float = LEASE_SECONDS,
         poll_seconds: float = 1.0,
-        max_attempts: int = setting("MAIL_MAX_ATTEMPTS").default,
-        first_retry_seconds: float = setting("MAIL_RETRY_FIRST_SECONDS").default,
-        max_retry_seconds: float = setting("MAIL_RETRY_MAX_SECONDS").default,
+        max_attempts: int = MAX_ATTEMPTS,
+        first_retry_seconds: float = FIRST_RETRY_SECONDS,
+        max_retry_seconds: float = MAX_RETRY_SECONDS,
         batch: int = 20,
     ) -> None:
         self.transport = transport

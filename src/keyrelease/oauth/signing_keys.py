@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from keyrelease import files
-from keyrelease.config import PREFIX, Settings
 from keyrelease.exceptions import ConfigError
 
-PRIVATE_KEY_VARIABLE = PREFIX + "JWT_PRIVATE_KEY_FILE"
-PUBLIC_KEYS_VARIABLE = PREFIX + "JWT_PUBLIC_KEY_FILES"
+#: The settings a bad key file is reported under (keyrelease.config declares them).
+PRIVATE_KEY_VARIABLE = "KEYRELEASE_JWT_PRIVATE_KEY_FILE"
+PUBLIC_KEYS_VARIABLE = "KEYRELEASE_JWT_PUBLIC_KEY_FILES"
 DEVELOPMENT_KEY_NAME = "jwt_signing_key.pem"
 MIN_RSA_BITS = 2048
 
@@ -80,15 +81,16 @@ class KeyRing:
         return {"keys": [key.jwk() for key in self.published]}
 
 
-def load_key_ring(settings: Settings) -> KeyRing:
-    """The key ring the settings describe. Raises :class:`ConfigError` for a bad key file."""
-    if settings.jwt_private_key_file is not None:
-        private_key = _load_private(settings.jwt_private_key_file, PRIVATE_KEY_VARIABLE)
+def load_key_ring(private_key_file: Path | None, public_key_files: Sequence[Path], var_dir: Path) -> KeyRing:
+    """The key ring of the JWT settings: the private key file (None: the development key kept in
+    ``var_dir``) and the public keys also published. Raises :class:`ConfigError` for a bad file."""
+    if private_key_file is not None:
+        private_key = _load_private(private_key_file, PRIVATE_KEY_VARIABLE)
     else:
-        private_key = development_key(settings.var_dir)
+        private_key = development_key(var_dir)
     signing = SigningKey(published=_published(private_key.public_key()), private_key=private_key)
     published = [signing.published]
-    for path in settings.jwt_public_key_files:
+    for path in public_key_files:
         extra = _published(_load_public(path, PUBLIC_KEYS_VARIABLE))
         if extra.kid not in {key.kid for key in published}:
             published.append(extra)
