@@ -73,5 +73,6 @@ class TestNoPeerAddress:
             for _ in range(3):
                 variables = {"id": str(uuid.uuid4())}
                 body = (await http.post("/graphql", json={"query": PARTNER_REVEAL, "variables": variables})).json()
-                answers.append(body["errors"][0]["extensions"]["code"] if "errors" in body else body["data"]["revealKey"]["__typename"])
+                errors = body.get("errors")
+                answers.append(errors[0]["extensions"]["code"] if errors else body["data"]["revealKey"]["__typename"])
         assert answers == ["VerificationError", "VerificationError", "RATE_LIMITED"]
