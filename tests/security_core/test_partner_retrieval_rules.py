@@ -97,3 +97,21 @@ async def test_the_password_expires_with_its_ttl_from_verification(api, clock):
     assert datetime.fromisoformat(shown) == verified_at + timedelta(hours=72)
     clock.advance(hours=72, seconds=-1)
     assert (await api.reveal(None, key["id"], otp_of(key["id"])))["__typename"] == "KeyCredentials"
+
+
+async def test_an_institutional_key_is_never_given_through_the_partner_path(api):
+    ada = await api.admin()
+    key, code = await api.create_key_with_code(ada)
+    await api.verify(ada, key["id"], code)
+    assert (await api.reveal(None, key["id"], otp_of(key["id"])))["__typename"] == "VerificationError"
+    assert (await api.reveal(None, key["id"], WRONG))["__typename"] == "VerificationError"
+    assert await failures(api, ada, key["id"]) == []
+    assert (await api.reveal(ada, key["id"]))["__typename"] == "KeyCredentials", "still unrevealed for its admin"
+
+
+async def test_a_control_character_in_the_key_id_is_refused_before_any_read(api):
+    ada = await api.admin()
+    key = await verified_partner_key(api, ada)
+    refused = await api.reveal(None, key["id"] + "\x07", otp_of(key["id"]))
+    assert refused["__typename"] == "ValidationError"
+    assert await failures(api, ada, key["id"]) == []
