@@ -115,3 +115,12 @@ async def test_a_control_character_in_the_key_id_is_refused_before_any_read(api)
     refused = await api.reveal(None, key["id"] + "\x07", otp_of(key["id"]))
     assert refused["__typename"] == "ValidationError"
     assert await failures(api, ada, key["id"]) == []
+
+
+async def test_retrieving_one_key_leaves_another_retrievable(api):
+    ada = await api.admin()
+    first = await verified_partner_key(api, ada)
+    second = await verified_partner_key(api, ada, partnerEmail="other@acme.example", name="second")
+    assert (await api.reveal(None, first["id"], otp_of(first["id"])))["__typename"] == "KeyCredentials"
+    assert (await api.key(ada, second["id"]))["revealed"] is False
+    assert (await api.reveal(None, second["id"], otp_of(second["id"])))["__typename"] == "KeyCredentials"
