@@ -124,3 +124,15 @@ async def test_retrieving_one_key_leaves_another_retrievable(api):
     assert (await api.reveal(None, first["id"], otp_of(first["id"])))["__typename"] == "KeyCredentials"
     assert (await api.key(ada, second["id"]))["revealed"] is False
     assert (await api.reveal(None, second["id"], otp_of(second["id"])))["__typename"] == "KeyCredentials"
+
+
+async def test_a_wrong_password_counts_against_its_own_key_only(api):
+    ada = await api.admin()
+    first = await verified_partner_key(api, ada)
+    second = await verified_partner_key(api, ada, partnerEmail="other@acme.example", name="second")
+    await api.reveal(None, first["id"], WRONG)
+    assert await failures(api, ada, first["id"]) == ["attempt 1 of 5"]
+    assert await failures(api, ada, second["id"]) == []
+    for _ in range(5):
+        await api.reveal(None, first["id"], WRONG)
+    assert (await api.reveal(None, second["id"], otp_of(second["id"])))["__typename"] == "KeyCredentials"
