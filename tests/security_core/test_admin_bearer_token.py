@@ -36,17 +36,9 @@ async def test_without_the_header_the_caller_is_asked_to_authenticate(api):
     assert [e["message"] for e in body["errors"]] == [NOT_ACCEPTED]
 
 
-@pytest.fixture
-async def app(settings, clock, statements):  # counting from start-up
-    from keyrelease.app import create_app
-
-    application = create_app(settings, clock=clock)
-    async with application.router.lifespan_context(application):
-        await statements.attach_sqlite()
-        yield application
-
-
-async def test_the_token_is_looked_up_once_however_many_fields_ask(api, statements):
+async def test_the_token_is_looked_up_once_however_many_fields_ask(statements, api):
+    # statements first: on PostgreSQL it counts only on a pool the app creates after it
+    await statements.attach_sqlite()
     ada = await api.admin()
     query = "{ a: me { email } b: me { email } c: me { email } }"
     await api.data(query, token=ada.token)  # warm
