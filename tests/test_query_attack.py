@@ -17,12 +17,13 @@ import pytest
 from graphql import parse
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
-from conftest import BACKENDS, base_env, empty_postgres
+from environment import BACKENDS, empty_postgres
 from keyrelease import db
 from keyrelease.clock import SystemClock
 from keyrelease.graphql.cost import operation_cost
 from keyrelease.graphql.schema import DEFAULT_MAX_COST, build_schema
-from liveserver import Server, run_cli
+from keyrelease.testing.processes import Server, run_cli
+from keyrelease.testing.settings import base_env
 from seed import seed_keys
 
 pytestmark = pytest.mark.live

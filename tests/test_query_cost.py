@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from graphql import GraphQLObjectType, get_introspection_query, get_named_type, get_nullable_type, is_list_type, parse
 
-from conftest import base_env
 from keyrelease.app import create_app
 from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
 from keyrelease.graphql.cost import COSTLY, LIST_SIZES, AdminTurns, operation_cost
 from keyrelease.graphql.schema import DEFAULT_MAX_COST, build_schema
+from keyrelease.testing.settings import base_env
 from keyrelease.web import operations
 from seed import seed_keys
 from sqlcount import StatementCounter

@@ -15,12 +15,13 @@ from collections import Counter
 
 import httpx
 import pytest
-from conftest import SECRET_KEY, base_env, empty_postgres, needs_postgres
+from environment import empty_postgres, needs_postgres
 from dbutil import query
-from liveserver import KEYRELEASE, Server, run_cli
 from mailservers import smtp_server
 
 from keyrelease.codes import verification_code
+from keyrelease.testing.processes import KEYRELEASE, Server, run_cli
+from keyrelease.testing.settings import SECRET_KEY, base_env
 
 pytestmark = [
     pytest.mark.live,

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import SECRET_KEY, base_env
 from dbutil import query
-from liveserver import Server, run_cli
 
 from keyrelease.codes import verification_code
+from keyrelease.testing.processes import Server, run_cli
+from keyrelease.testing.settings import SECRET_KEY, base_env
 
 pytestmark = pytest.mark.live
 
