@@ -1,4 +1,4 @@
-"""Issue 5: faults survived on PostgreSQL, each with real processes.
+"""Faults survived on PostgreSQL, each with real processes.
 
 - PostgreSQL restarted under load: requests during the outage get a clean 503 or GraphQL
   error within a bounded time, never a hang or a traceback; the service recovers by itself;

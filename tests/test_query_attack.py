@@ -3,7 +3,7 @@ page of 100 keys with their events and deliveries, against a live ``keyrelease s
 of them is answered 503, and another admin's ``key(id)``, asked again and again while they
 run, is answered within 500 ms each time.
 
-With the default settings the issue's documents are refused as too costly before they run;
+With the default settings those documents are refused as too costly before they run;
 the costliest documents the default admits (aliases of distinct pages), six in parallel, all
 run to the end and still leave the other admin answered in time."""
 

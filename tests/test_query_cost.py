@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = build_schema()._schema
 BOUNDS = (1, 100)
 
-#: The document of the issue's attack: 20 aliases of a full page with events and deliveries.
+#: The attack on the admin API: 20 aliases of a full page of keys with their events and deliveries.
 ATTACK = "{" + " ".join(
     f"a{n}: keys(first: 100) {{ edges {{ node {{ events {{ type }} lastDelivery {{ status }} }} }} }}" for n in range(20)
 ) + "}"

@@ -1,4 +1,4 @@
-"""Issue 5: two API instances and two mail workers on one PostgreSQL database.
+"""Scale-out: two API instances and two mail workers on one PostgreSQL database.
 
 Every limit holds across processes (the database decides, through conditional updates), and
 every outbox message is delivered exactly once although four dispatchers compete for it.
