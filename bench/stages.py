@@ -324,7 +324,7 @@ def outbox_stage(tmp: Path, base_db: Path, admin_token: str, logs: Path) -> dict
 
 
 def postgres_stages(server_url: str, tmp: Path, bare: Process, wrk: Wrk, logs: Path) -> dict[str, Any]:
-    from keyrelease.db import scratch_postgres
+    from keyrelease.testing.postgres import scratch_postgres
 
     with scratch_postgres(server_url, f"keyrelease_bench_{os.getpid()}") as database_url:
         env = db_env(tmp / "pg", database_url)

@@ -21,7 +21,7 @@ import asyncpg
 import pytest
 
 from dbutil import TABLES, asyncpg_url
-from keyrelease import db
+from keyrelease.testing import postgres
 
 MISSING = "missing from this environment: "
 IN_CI = os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
@@ -51,7 +51,7 @@ needs_postgres = pytest.mark.skipif(not POSTGRES_SERVER, reason=NO_POSTGRES)
 @contextlib.contextmanager
 def scratch_postgres(prefix: str) -> Iterator[str]:
     """A new, empty PostgreSQL database on the test server; dropped on the way out."""
-    with db.scratch_postgres(POSTGRES_SERVER, f"{prefix}_{os.getpid()}") as url:
+    with postgres.scratch_postgres(POSTGRES_SERVER, f"{prefix}_{os.getpid()}") as url:
         yield url
 
 

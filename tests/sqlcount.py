@@ -17,7 +17,7 @@ import pytest
 from tortoise import connections
 from tortoise.backends.asyncpg.client import AsyncpgDBClient
 
-from keyrelease import reads
+from keyrelease.db import fastpath
 
 
 class StatementCounter:
@@ -40,8 +40,8 @@ class StatementCounter:
         client = connections.get("default")
         if client.capabilities.dialect == "sqlite":
             await client._connection.set_trace_callback(self.seen)
-            if reads._sqlite.connection is not None:
-                reads._sqlite.connection.set_trace_callback(self.seen)
+            if fastpath._sqlite.connection is not None:
+                fastpath._sqlite.connection.set_trace_callback(self.seen)
 
     @contextlib.asynccontextmanager
     async def counting(self):  # type: ignore[no-untyped-def]

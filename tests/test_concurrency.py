@@ -63,18 +63,18 @@ async def new_key(server: Server, token: str, **fields) -> str:
 
 
 async def key_row(database_url: str, key_id: str) -> dict:
-    [row] = await query(database_url, "SELECT * FROM api_key WHERE id = $1", uuid.UUID(key_id))
+    [row] = await query(database_url, "SELECT * FROM api_key WHERE id = ?", uuid.UUID(key_id))
     return row
 
 
 async def event_counts(database_url: str, key_id: str) -> Counter:
-    rows = await query(database_url, "SELECT type FROM key_event WHERE key_id = $1", uuid.UUID(key_id))
+    rows = await query(database_url, "SELECT type FROM key_event WHERE key_id = ?", uuid.UUID(key_id))
     return Counter(row["type"] for row in rows)
 
 
 async def partner_mails(database_url: str, key_id: str) -> int:
     rows = await query(
-        database_url, "SELECT id FROM outbox_message WHERE key_id = $1 AND kind = 'PARTNER_OTP'", uuid.UUID(key_id)
+        database_url, "SELECT id FROM outbox_message WHERE key_id = ? AND kind = 'PARTNER_OTP'", uuid.UUID(key_id)
     )
     return len(rows)
 

@@ -1,4 +1,4 @@
-"""Point reads (keyrelease.reads): the hot-path lookups read exactly what the ORM reads, see
+"""Point reads (keyrelease.db.fastpath): the hot-path lookups read exactly what the ORM reads, see
 every change at once, and fall back to the ORM's connection when their own cannot answer."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from tortoise import connections
 
-from keyrelease import reads
+from keyrelease.db import fastpath
 from keyrelease.models import Admin, AdminToken, ApiKey
 from keyrelease.service import admins, queries
 from keyrelease.service.clients import find_key
@@ -79,8 +79,8 @@ class _Broken:
 async def test_reads_fall_back_to_the_orm_when_their_sqlite_connection_cannot_answer(api, client, monkeypatch, database_url):
     ada = await api.admin()
     key, creds = await released_key(api, ada)
-    assert reads._sqlite.connection is not None  # the fast path is in use on a SQLite file
-    monkeypatch.setattr(reads._sqlite, "connection", _Broken())
+    assert fastpath._sqlite.connection is not None  # the fast path is in use on a SQLite file
+    monkeypatch.setattr(fastpath._sqlite, "connection", _Broken())
 
     assert (await request_token(client, creds["clientId"], creds["clientSecret"])).status_code == 200
     assert (await request_token(client, creds["clientId"], "wrong")).status_code == 401
@@ -88,11 +88,13 @@ async def test_reads_fall_back_to_the_orm_when_their_sqlite_connection_cannot_an
 
 
 def test_placeholders_are_numbered_for_postgres():
-    assert reads._postgres("SELECT ? AS a, ? AS b WHERE c = ?") == "SELECT $1 AS a, $2 AS b WHERE c = $3"
+    sql = "SELECT ? AS a, ? AS b WHERE c = ?"
+    assert fastpath.placeholders(sql, "postgres") == "SELECT $1 AS a, $2 AS b WHERE c = $3"
+    assert fastpath.placeholders(sql, "sqlite") == sql
 
 
 async def test_the_reader_opens_the_orms_own_file_read_only(api, database_url):
-    reader = reads._sqlite.connection
+    reader = fastpath._sqlite.connection
     if not database_url.startswith("sqlite://"):
         assert reader is None  # PostgreSQL: the ORM's pool answers
         return
@@ -104,4 +106,4 @@ async def test_the_reader_opens_the_orms_own_file_read_only(api, database_url):
 
 async def test_a_point_read_never_matches_null():
     with pytest.raises(ValueError):
-        await reads.get(ApiKey, id=None)
+        await fastpath.get(ApiKey, id=None)

@@ -34,7 +34,7 @@ async def test_institutional_secret_is_revealed_exactly_once(api, settings):
     after = await api.key(ada, key["id"])
     assert after["revealed"] is True
     assert [e["type"] for e in after["events"]][-1] == "REVEALED"
-    [row] = await dbutil.query(settings.database_url, "SELECT secret_hash FROM api_key WHERE id = $1", key["id"])
+    [row] = await dbutil.query(settings.database_url, "SELECT secret_hash FROM api_key WHERE id = ?", key["id"])
     stored = row["secret_hash"]
     assert stored == hash_secret(secret)
 
@@ -42,7 +42,7 @@ async def test_institutional_secret_is_revealed_exactly_once(api, settings):
 async def test_no_secret_exists_before_reveal(api, settings):
     ada = await api.admin()
     key = await activate(api, ada)
-    [row] = await dbutil.query(settings.database_url, "SELECT secret_hash FROM api_key WHERE id = $1", key["id"])
+    [row] = await dbutil.query(settings.database_url, "SELECT secret_hash FROM api_key WHERE id = ?", key["id"])
     stored = row["secret_hash"]
     assert stored is None
 

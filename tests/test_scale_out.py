@@ -91,7 +91,7 @@ async def create(servers, token, **fields) -> str:
 
 
 async def events(url, key_id) -> Counter:
-    return Counter(r["type"] for r in await query(url, "SELECT type FROM key_event WHERE key_id = $1", uuid.UUID(key_id)))
+    return Counter(r["type"] for r in await query(url, "SELECT type FROM key_event WHERE key_id = ?", uuid.UUID(key_id)))
 
 
 async def test_sixty_wrong_guesses_across_instances_count_exactly_five(cluster):
@@ -101,7 +101,7 @@ async def test_sixty_wrong_guesses_across_instances_count_exactly_five(cluster):
     wrong = f"{(int(right) + 1) % 1_000_000:06d}"
     results = await spread(servers, token, VERIFY, {"i": {"keyId": key_id, "code": wrong}}, 60)
     assert {r["verifyKey"]["__typename"] for r in results} == {"VerificationError"}
-    [row] = await query(url, "SELECT attempts_used, lock_reason FROM api_key WHERE id = $1", uuid.UUID(key_id))
+    [row] = await query(url, "SELECT attempts_used, lock_reason FROM api_key WHERE id = ?", uuid.UUID(key_id))
     assert row == {"attempts_used": 5, "lock_reason": "ATTEMPTS"}
     counts = await events(url, key_id)
     assert counts["VERIFICATION_FAILED"] == 5 and counts["LOCKED"] == 1
@@ -127,7 +127,7 @@ async def test_parallel_resends_across_instances_never_exceed_three(cluster):
     key_id = await create(servers, token)
     results = await spread(servers, token, RESEND, {"i": {"keyId": key_id}}, 20)
     assert Counter(r["resendCode"]["__typename"] for r in results) == {"ApiKey": 3, "VerificationError": 17}
-    [row] = await query(url, "SELECT resends_used FROM api_key WHERE id = $1", uuid.UUID(key_id))
+    [row] = await query(url, "SELECT resends_used FROM api_key WHERE id = ?", uuid.UUID(key_id))
     assert row["resends_used"] == 3
 
 
@@ -183,7 +183,7 @@ async def test_parallel_resends_across_instances_never_exceed_the_hourly_code_em
     outcomes = Counter(r["resendCode"]["__typename"] for r in results)
     assert outcomes["ApiKey"] == 5, outcomes
     assert set(outcomes) <= {"ApiKey", "CodeEmailLimitError", "VerificationError"}
-    rows = await query(url, "SELECT count(*) AS n FROM outbox_message WHERE recipient = $1", "budget@scale.example")
+    rows = await query(url, "SELECT count(*) AS n FROM outbox_message WHERE recipient = ?", "budget@scale.example")
     assert rows[0]["n"] == 10
 
 

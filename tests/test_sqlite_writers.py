@@ -1,6 +1,6 @@
 """SQLite with more than one writing process: ``keyrelease serve`` busy with requests while an
 operator runs ``keyrelease admin create`` beside it. Neither may fail with "database is
-locked": every transaction takes the write lock when it begins (keyrelease/db_sqlite.py) and
+locked": every transaction takes the write lock when it begins (keyrelease/db/sqlite.py) and
 waits its turn, instead of failing when a reader's stale snapshot tries to write."""
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ async def admin_creates(env: dict[str, str], done: asyncio.Event, requests: list
             if process.returncode != 0:
                 problems.append(err.decode(errors="replace")[-300:])
                 continue
-            [row] = await query(env["KEYRELEASE_DATABASE_URL"], "SELECT created_at FROM admin WHERE email = $1", email)
+            [row] = await query(env["KEYRELEASE_DATABASE_URL"], "SELECT created_at FROM admin WHERE email = ?", email)
             began = datetime.fromisoformat(row["created_at"])
             overlaps += any(request.in_flight_at(began) for request in list(requests))
     finally:

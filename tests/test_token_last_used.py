@@ -12,7 +12,7 @@ import pytest
 from tortoise import connections
 
 import keyrelease.service.clients as clients
-from keyrelease import reads
+from keyrelease.db import fastpath
 from keyrelease.testing.api import released_key, running_app
 from keyrelease.testing.tokens import request_token
 
@@ -24,11 +24,11 @@ def sql_log() -> Iterator[list[str]]:
     """Every statement sent to the database meanwhile, on SQLite or PostgreSQL: through the
     ORM (the client's methods are wrapped where they are defined; its transaction wrapper
     inherits them) and
-    through the point reads of :mod:`keyrelease.reads`, which on SQLite have their own
+    through the point reads of :mod:`keyrelease.db.fastpath`, which on SQLite have their own
     connection (traced), recorded once each."""
     statements: list[str] = []
     client_class = type(connections.get("default"))
-    reader = reads._sqlite.connection
+    reader = fastpath._sqlite.connection
     with pytest.MonkeyPatch.context() as patch:
         for name in ("execute_query", "execute_query_dict", "execute_insert", "execute_many"):
             # on the class that defines it, which the transaction wrapper inherits from too

@@ -14,15 +14,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
-from tortoise import connections
 from tortoise.contrib.starlette import RegisterTortoise
 from tortoise.functions import Count
 
-from keyrelease import db, metrics, reads, web
+from keyrelease import db, metrics, web
 from keyrelease.body_limit import BodyLimit
 from keyrelease.clock import Clock, SystemClock
 from keyrelease.config import Settings
 from keyrelease.cors import AllowlistCORS
+from keyrelease.db import fastpath
 from keyrelease.deadline import RequestDeadline
 from keyrelease.graphql.schema import build_schema
 from keyrelease.graphql.view import GraphQLView
@@ -126,7 +126,7 @@ def create_app(
         config = db.tortoise_config(settings.database_url, settings.database_pool)
         async with RegisterTortoise(app, config=config, _enable_global_fallback=True):
             await _open_connection()
-            reads.open_reader()
+            fastpath.open_reader()
             tasks = [
                 asyncio.create_task(last_use.run_forever(), name="keyrelease-last-use"),
                 asyncio.create_task(_every(PRUNE_SECONDS, "rate-limit", limiter.prune), name="keyrelease-rate-limit-prune"),
@@ -145,7 +145,7 @@ def create_app(
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-                reads.close_reader()
+                fastpath.close_reader()
                 await _final_flush(last_use)
                 await transport.close()
 
@@ -219,7 +219,7 @@ async def _open_connection() -> None:
     racing the first connection attempt cannot leave it half-open. A database that is down
     does not stop start-up: requests get 503 until it returns."""
     try:
-        await asyncio.wait_for(connections.get("default").execute_query("SELECT 1"), 5)
+        await asyncio.wait_for(fastpath.ping(), 5)
     except Exception as err:  # noqa: BLE001
         log.warning("database not reachable at start-up (%s); serving 503 until it is", type(err).__name__)
 

@@ -1,4 +1,4 @@
-"""The ``keyrelease`` command: serve, migrate, worker, admin, keys, plugins."""
+"""The ``keyrelease`` command: serve, migrate, worker, admin, keys, plugins, settings."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from keyrelease import config, db, logs
 from keyrelease.clock import SystemClock
 from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
+from keyrelease.service.admins import DEFAULT_TTL_DAYS, MAX_TTL_DAYS
 
 T = TypeVar("T")
 
@@ -251,15 +252,33 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_settings(args: argparse.Namespace) -> int:
+    """Every setting by section, from its declaration: variable, default, bounds, what it sets.
+    Reads no environment, so it shows no value and works before anything is configured."""
+    for number, section in enumerate(config.SECTIONS):
+        print(("\n" if number else "") + section)
+        for setting in config.SETTINGS:
+            if setting.section == section:
+                notes = [f"default {setting.shown_default}", setting.accepts]
+                notes.append("required in production" if setting.required_in_production is not None else "")
+                notes.append("secret" if setting.secret else "")
+                print(f"  {setting.variable}  {'; '.join(note for note in notes if note)}")
+                print(f"      {setting.help}")
+    return 0
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or not 0 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError("must be a port number, 0 to 65535")
     return int(text)
 
 
+_EXPIRES_DAYS_HELP = f"Token lifetime (default KEYRELEASE_ADMIN_TOKEN_TTL_DAYS, {DEFAULT_TTL_DAYS})."
+
+
 def _days(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 3650:
-        raise argparse.ArgumentTypeError("must be a whole number of days, 1 to 3650")
+    if not text.isdigit() or not 1 <= int(text) <= MAX_TTL_DAYS:
+        raise argparse.ArgumentTypeError(f"must be a whole number of days, 1 to {MAX_TTL_DAYS}")
     return int(text)
 
 
@@ -272,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Run the HTTP service (GraphQL, token endpoint).",
         description="Run the HTTP service: the admin console at /, GraphQL at /graphql, the token endpoint. "
         "Unless KEYRELEASE_PUBLIC_URL is set, links in emails and the tokens' issuer use the address "
-        "served here. Connection limits are KEYRELEASE_* settings (docs/configuration.md).",
+        "served here. Connection limits are KEYRELEASE_* settings (keyrelease settings, docs/configuration.md).",
     )
     serve.add_argument(
         "--host", default="127.0.0.1",
@@ -300,6 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="Apply database migrations.").set_defaults(func=cmd_migrate)
     sub.add_parser("worker", help="Run a mail dispatcher without the HTTP service.").set_defaults(func=cmd_worker)
     sub.add_parser("plugins", help="List loaded plugins and their transports.").set_defaults(func=cmd_plugins)
+    sub.add_parser(
+        "settings",
+        help="List the KEYRELEASE_* settings: default, bounds, what each sets.",
+        description="List every KEYRELEASE_* setting by section with its default, its bounds and what it "
+        "sets, from the declarations the service reads them by; no value is read or shown. "
+        "docs/configuration.md explains each.",
+    ).set_defaults(func=cmd_settings)
 
     admin = sub.add_parser("admin", help="Manage admins.")
     admin_sub = admin.add_subparsers(dest="admin_command", required=True)
@@ -307,11 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--institution", required=True)
     create.add_argument("--email", required=True)
     create.add_argument("--name")
-    create.add_argument("--expires-days", type=_days, help="Token lifetime (default KEYRELEASE_ADMIN_TOKEN_TTL_DAYS, 90).")
+    create.add_argument("--expires-days", type=_days, help=_EXPIRES_DAYS_HELP)
     create.set_defaults(func=cmd_admin_create)
     token = admin_sub.add_parser("token", help="Issue an additional token to an admin (last line).")
     token.add_argument("--email", required=True)
-    token.add_argument("--expires-days", type=_days, help="Token lifetime (default KEYRELEASE_ADMIN_TOKEN_TTL_DAYS, 90).")
+    token.add_argument("--expires-days", type=_days, help=_EXPIRES_DAYS_HELP)
     token.set_defaults(func=cmd_admin_token)
     revoke = admin_sub.add_parser("revoke-token", help="Revoke an admin token at once, by its value or its id.")
     revoke.add_argument("token", metavar="TOKEN_OR_ID", help="The token (kra_...) or its id from `admin list`.")

@@ -1,7 +1,10 @@
 """Settings, read from ``KEYRELEASE_*`` environment variables and validated when read.
 
-A bad value fails at start-up with one line naming the variable (:class:`ConfigError`), never
-at first use.
+Each setting is declared once, in :data:`SETTINGS`: its variable, default, parser with its
+bounds, help, and whether it is secret. :meth:`Settings.from_env`, ``repr()``, ``keyrelease
+settings`` and the documentation test (tests/test_config_docs.py) all loop over those
+declarations. A bad value fails at start-up with one line naming the variable
+(:class:`ConfigError`), never at first use.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from keyrelease.exceptions import ConfigError, TemplateError
 from keyrelease.mail.templates import MailTemplates, load_templates
 from keyrelease.policy import VerificationPolicy
 from keyrelease.secret_scanning.public_keys import PublicKeysError, ScanningKeys, load_keys
+from keyrelease.service.admins import DEFAULT_TTL_DAYS, MAX_TTL_DAYS
 from keyrelease.service.ratelimit import IPNetwork, Rate, RateLimits, parse_networks
 
 PREFIX = "KEYRELEASE_"
@@ -29,98 +33,515 @@ DEVELOPMENT_TRANSPORTS = {
     "console": "prints every code and one-time password to standard output, i.e. into the log collector",
     "memory": "is a test double that keeps mail in memory and delivers nothing",
 }
-_CLAIM = re.compile(r"[\x21-\x7e]{1,200}")
 _ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
-_PUBLIC_URL = re.compile(r"https?://[\x21-\x7e]{1,190}")
-DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+_VAR_DIR = Path("var")
+_DATABASE_FILE = "keyrelease.sqlite3"
+_SECRET_FILE = "secret_key"
+
+#: The settings read so far, by field (``policy.code_ttl_seconds`` for a member of a group).
+Values = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One ``KEYRELEASE_*`` variable: everything keyrelease says about it is said here."""
+
+    #: The variable without the prefix.
+    name: str
+    #: The heading of docs/configuration.md whose table documents it.
+    section: str
+    #: What it sets, in one line (``keyrelease settings`` prints it).
+    help: str
+    #: The value when the variable is unset or blank.
+    default: Any
+    #: The variable's text (stripped, not empty) to the value. A ValueError's message is the
+    #: problem as the error line states it, after the variable's name.
+    parse: Callable[[str], Any]
+    #: Where :meth:`Settings.from_env` puts the value: the field of :class:`Settings` (the
+    #: name in lower case unless given), or ``group.member`` for a member of ``policy``,
+    #: ``database_pool`` or ``rate_limits``.
+    field: str = ""
+    #: A default computed from the settings read before this one, instead of ``default``.
+    derive: Callable[[Values], Any] | None = None
+    #: The default as docs/configuration.md and ``keyrelease settings`` state it, where it is
+    #: not the value itself.
+    shown: str | None = None
+    #: What the value must satisfy given the settings read before it (raises ValueError).
+    check: Callable[[Any, Values], None] | None = None
+    #: Not None: unset is refused when KEYRELEASE_ENV=production; the text is added to the error.
+    required_in_production: str | None = None
+    #: Never shown: ``repr()`` says ``<hidden>``.
+    secret: bool = False
+    #: How ``repr()`` shows the value (the database URL masks its password).
+    show: Callable[[Any], str] = repr
+    #: Off: the text is parsed as it is (``" "`` is not unset).
+    strip: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.field:
+            object.__setattr__(self, "field", self.name.lower())
+
+    @property
+    def variable(self) -> str:
+        return PREFIX + self.name
+
+    @property
+    def shown_default(self) -> str:
+        if self.shown is not None:
+            return self.shown
+        value = self.default
+        if value is None or value == ():
+            return "none"
+        if isinstance(value, bool):
+            assert isinstance(self.parse, Switch), self.name
+            return self.parse.word(value)
+        if isinstance(value, float):
+            return f"{value:g}"
+        return str(value)
+
+    @property
+    def accepts(self) -> str:
+        """The bounds or the choices, where the parser has them (``at least 30``)."""
+        return getattr(self.parse, "accepts", "")
+
+    def read(self, environ: Mapping[str, str], values: Values) -> Any:
+        """The value in ``environ``, or the default; ConfigError naming the variable if bad."""
+        raw = environ.get(self.variable, "")
+        if self.strip:
+            raw = raw.strip()
+        try:
+            if raw:
+                value = self.parse(raw)
+            elif self.required_in_production is not None and values.get("env") == "production":
+                raise ValueError(f"is required when KEYRELEASE_ENV=production{self.required_in_production}")
+            else:
+                value = self.derive(values) if self.derive is not None else self.default
+            if self.check is not None:
+                self.check(value, values)
+        except ValueError as err:  # the parser's own cause, if it gave one (a TemplateError)
+            raise ConfigError(self.variable, str(err)) from err.__cause__
+        return value
+
+
+# --- parsers: the variable's text to the value, or ValueError with the problem ------------------
+
+
+@dataclass(frozen=True)
+class Whole:
+    """A whole number within bounds."""
+
+    minimum: int
+    maximum: int | None = None
+
+    @property
+    def accepts(self) -> str:
+        return f"between {self.minimum} and {self.maximum}" if self.maximum is not None else f"at least {self.minimum}"
+
+    def __call__(self, raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"must be a whole number, not {raw!r}") from None
+        if value < self.minimum or (self.maximum is not None and value > self.maximum):
+            raise ValueError(f"must be {self.accepts}, not {value}")
+        return value
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """One of a few words."""
+
+    options: tuple[str, ...]
+
+    @property
+    def accepts(self) -> str:
+        return f"one of {', '.join(self.options)}"
+
+    def __call__(self, raw: str) -> str:
+        if raw not in self.options:
+            raise ValueError(f"must be {self.accepts}, not {raw!r}")
+        return raw
+
+
+@dataclass(frozen=True)
+class Switch:
+    """On or off; ``accepts`` names the two words the docs use for it."""
+
+    accepts: str = "true or false"
+
+    def word(self, value: bool) -> str:
+        return self.accepts.split(" or ")[0 if value else 1]
+
+    def __call__(self, raw: str) -> bool:
+        word = raw.lower()
+        if word in ("1", "true", "yes", "on"):
+            return True
+        if word in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"must be {self.accepts}, not {word!r}")
+
+
+@dataclass(frozen=True)
+class Matching:
+    """Text that ``pattern`` matches whole, after ``trim`` is stripped from its end."""
+
+    pattern: re.Pattern[str]
+    #: The problem, ``{!r}`` standing for the text.
+    problem: str
+    trim: str = ""
+
+    def __call__(self, raw: str) -> str:
+        text = raw.rstrip(self.trim) if self.trim else raw
+        if not self.pattern.fullmatch(text):
+            raise ValueError(self.problem.format(text))
+        return text
+
+
+#: A JWT string claim (issuer, audience): printable, no spaces.
+_CLAIM = Matching(re.compile(r"[\x21-\x7e]{1,200}"), "must be 1 to 200 printable characters without spaces, not {!r}")
+_PUBLIC_URL = Matching(
+    re.compile(r"https?://[\x21-\x7e]{1,190}"), "must be an http:// or https:// URL without spaces, not {!r}", trim="/"
+)
+_REGION = Matching(re.compile(r"[a-z0-9-]{1,32}"), "not a region name: {!r}")
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _path(raw: str) -> Path:
+    return Path(raw)
+
+
+def _database_url(raw: str) -> str:
+    if not raw.startswith(("sqlite://", "postgres://", "postgresql://", "asyncpg://")):
+        raise ValueError("must start with sqlite:// or postgres://")
+    return raw
+
+
+def _secret_key(raw: str) -> bytes:
+    if len(raw) < _MIN_SECRET_LENGTH:
+        raise ValueError(f"must be at least {_MIN_SECRET_LENGTH} characters")
+    return raw.encode()
+
+
+def _mail_from(raw: str) -> str:
+    if (found := validation.control_character(raw)) is not None:
+        raise ValueError(f"must not contain control characters (found {validation.code_point(found)})")
+    if not validation.is_email_address(_address_of(raw)):
+        raise ValueError(f"not an email address: {raw!r}")
+    return raw
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _templates(raw: str) -> MailTemplates:
+    try:
+        return load_templates(Path(raw))
+    except TemplateError as err:
+        raise ValueError(str(err)) from err
+
+
+def _scope(raw: str) -> str:
+    """An OAuth scope (RFC 6749 3.3): space-separated tokens."""
+    value = " ".join(raw.split())
+    if not all(_SCOPE_TOKEN.fullmatch(token) for token in value.split(" ")):
+        raise ValueError(f"must be scope tokens separated by spaces (no quotes, no backslashes): {value!r}")
+    return value
+
+
+def _file(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_file():
+        raise ValueError(f"no such file: {raw}")
+    return path
+
+
+def _files(raw: str) -> tuple[Path, ...]:
+    """A comma-separated list of existing files."""
+    paths = tuple(Path(item) for item in _names(raw))
+    for path in paths:
+        if not path.is_file():
+            raise ValueError(f"no such file: {path}")
+    return paths
+
+
+def _scanning_keys(raw: str) -> ScanningKeys:
+    """GitHub's secret-scanning public keys, read and checked now."""
+    try:
+        return load_keys(_file(raw))
+    except PublicKeysError as err:
+        raise ValueError(str(err)) from None
+
+
+@dataclass(frozen=True)
+class Rated:
+    """A rate limit, or ``off``."""
+
+    accepts: str = "N/second, N/minute, N/hour or N/day, or off"
+
+    def __call__(self, raw: str) -> Rate | None:
+        try:
+            return Rate.parse(raw)
+        except ValueError as err:
+            raise ValueError(f"{err}, not {raw!r}") from None
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    """A comma-separated list of exact web origins (scheme://host[:port]), normalised."""
+    found: list[str] = []
+    for item in _names(raw):
+        if "*" in item:
+            raise ValueError("lists exact origins; '*' is refused because requests carry credentials")
+        if not _ORIGIN.fullmatch(item):
+            raise ValueError(f"not an origin (scheme://host[:port], no path): {item!r}")
+        if item.lower() not in found:
+            found.append(item.lower())
+    return tuple(found)
+
+
+# --- what a value must agree with -------------------------------------------------------------
+
+
+def _within_the_window(value: int, values: Values) -> None:
+    if value > values["policy.verification_window_seconds"]:
+        raise ValueError("must not exceed KEYRELEASE_VERIFICATION_WINDOW_SECONDS")
+
+
+def _not_below_the_first_delay(value: int, values: Values) -> None:
+    if value < values["mail_retry_first_seconds"]:
+        raise ValueError("must not be less than KEYRELEASE_MAIL_RETRY_FIRST_SECONDS")
+
+
+def _allowed_in_this_environment(value: str, values: Values) -> None:
+    if values["env"] == "production" and value in DEVELOPMENT_TRANSPORTS:
+        raise ValueError(
+            f"{value} {DEVELOPMENT_TRANSPORTS[value]}: not allowed when KEYRELEASE_ENV=production "
+            "(use smtp, sendgrid or a plugin's transport)"
+        )
+
+
+def _hidden_password(url: str) -> str:
+    return repr(redact_url(url))
+
+
+# --- the declarations -------------------------------------------------------------------------
+
+#: The headings of docs/configuration.md, in its order; ``keyrelease settings`` follows them.
+SECTIONS = (
+    "Core", "Verification policy", "An admin's budget", "Mail", "Access tokens", "Database and request bounds",
+    "Connections", "GraphQL", "Secret scanning", "Rate limits, admin tokens and logs",
+)
+CORE, POLICY, BUDGET, MAIL, TOKENS, DATABASE, CONNECTIONS, GRAPHQL, SCANNING, LIMITS = SECTIONS
+_MAX_PER_ADMIN = Whole(1, 100_000)
+
+
+def _policy(number: str, section: str, help: str, parse: Whole, **options: Any) -> Setting:
+    """KEYRELEASE_<NUMBER>: ``policy.<number>``, by default the one :class:`VerificationPolicy` states."""
+    return Setting(number.upper(), section, help, getattr(VerificationPolicy, number), parse, field=f"policy.{number}", **options)
+
+
+def _rate_limit(rule: str, help: str) -> Setting:
+    """KEYRELEASE_RATE_LIMIT_<RULE>: ``rate_limits.<rule>``, by default the one :class:`RateLimits` states."""
+    return Setting(f"RATE_LIMIT_{rule.upper()}", LIMITS, help, getattr(RateLimits, rule), Rated(), field=f"rate_limits.{rule}")
+
+
+#: Every setting, in the order they are read: a default or a check may use those before it.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("ENV", CORE, "development or production; production refuses development defaults",
+            "development", OneOf(("development", "production"))),
+    Setting("VAR_DIR", CORE, "where the development database, secret and keys are generated (mode 0700)",
+            _VAR_DIR, _path),
+    Setting("DATABASE_URL", CORE, "sqlite://PATH or postgres://user:pass@host:port/db",
+            None, _database_url, derive=lambda values: f"sqlite://{values['var_dir'] / _DATABASE_FILE}",
+            shown=f"sqlite://{_VAR_DIR / _DATABASE_FILE}", show=_hidden_password),
+    Setting("SECRET_KEY", CORE, f"the server secret (at least {_MIN_SECRET_LENGTH} characters) codes are derived from",
+            None, _secret_key, derive=lambda values: _development_secret(values["var_dir"]).encode(),
+            shown=f"generated into {_VAR_DIR / _SECRET_FILE} (0600) in development", required_in_production="", secret=True),
+    Setting("MAIL_FROM", MAIL, "the From address (Name <addr> or addr)",
+            "keyrelease <no-reply@keyrelease.localhost>", _mail_from),
+    Setting("PLUGINS", MAIL, "comma-separated allowlist of plugin names to load",
+            None, _names, shown="all installed", strip=False),
+    _policy("verification_window_seconds", POLICY, "from creation to verification; then LOCKED for ever", Whole(60)),
+    _policy("code_ttl_seconds", POLICY,
+            "a code is valid this long from issue (never past the window)", Whole(30), check=_within_the_window),
+    _policy("max_resends", POLICY, "new codes per key", Whole(0)),
+    _policy("max_attempts", POLICY, "failed verifications per key, all codes together", Whole(1)),
+    _policy("partner_otp_ttl_seconds", POLICY, "the partner's one-time password validity", Whole(60)),
+    _policy("max_partner_attempts", POLICY, "wrong one-time passwords before partner retrieval locks", Whole(1)),
+    _policy("max_pending_keys_per_admin", POLICY, "keys awaiting verification per admin at once", Whole(1)),
+    _policy("max_key_lifetime_days", POLICY, "the latest expiresAt a key may have", Whole(1)),
+    _policy("max_keys_per_admin_per_day", BUDGET,
+            "keys one admin may create in any day, whatever became of them", _MAX_PER_ADMIN),
+    _policy("max_locked_keys_per_admin_per_day", BUDGET,
+            "an admin's keys locked by wrong codes in 24 hours before createKey is suspended", _MAX_PER_ADMIN),
+    _policy("max_code_emails_per_admin_per_hour", BUDGET,
+            "verification codes emailed to one admin in any hour", _MAX_PER_ADMIN),
+    _policy("failure_floor_ms", POLICY, "every verification failure is answered no sooner than this", Whole(0, 5000)),
+    Setting("JWT_PRIVATE_KEY_FILE", TOKENS, "PEM key that signs tokens (Ed25519 or RSA of 2048 bits or more)",
+            None, _file, shown=f"a development key generated into {_VAR_DIR}/", required_in_production=""),
+    Setting("MAIL_TRANSPORT", MAIL, "the transport that sends mail (smtp, sendgrid, a plugin's, console)",
+            "console", _text, check=_allowed_in_this_environment),
+    Setting("PUBLIC_URL", CORE, "base of links in emails and the default token issuer",
+            "http://127.0.0.1:8000", _PUBLIC_URL, shown="the address keyrelease serve listens on",
+            required_in_production=" (the address partners and clients reach)"),
+    Setting("MAIL_TEMPLATES_DIR", MAIL, "a folder of operator templates, checked at start-up",
+            None, _templates, field="mail_templates", derive=lambda values: load_templates(),
+            shown="built-in templates"),
+    Setting("MAIL_RETRY_FIRST_SECONDS", MAIL, "first retry delay after a transient failure (doubles, with jitter)",
+            2, Whole(1, 60)),
+    Setting("MAIL_RETRY_MAX_SECONDS", MAIL, "the cap on the retry delay",
+            300, Whole(1, 86400), check=_not_below_the_first_delay),
+    Setting("REGION", CORE, "prefix of client IDs (<region>#<uuid>)", "us-east-1", _REGION),
+    Setting("GRAPHQL_INTROSPECTION", GRAPHQL, "schema introspection (GraphiQL needs it)", True, Switch()),
+    Setting("GRAPHIQL", GRAPHQL, "GraphiQL at GET /graphql for a browser", True, Switch("on or off")),
+    Setting("GRAPHQL_MAX_DEPTH", GRAPHQL, "deepest selection allowed", 10, Whole(3, 50)),
+    Setting("GRAPHQL_MAX_TOKENS", GRAPHQL, "largest document allowed", 2000, Whole(100, 100_000)),
+    Setting("GRAPHQL_MAX_UNAUTHENTICATED_BYTES", GRAPHQL,
+            "largest document (bytes) accepted without an admin token, refused before parsing",
+            2048, Whole(256, 1024 * 1024)),
+    Setting("GRAPHQL_MAX_COST", GRAPHQL, "the most values one answer may hold, refused before execution",
+            12_000, Whole(1000, 10_000_000)),
+    Setting("MAX_BODY_BYTES", GRAPHQL, "larger request bodies get 413 before parsing", 64 * 1024, Whole(1024)),
+    Setting("DISPATCHER", MAIL, "run the mail dispatcher inside keyrelease serve",
+            True, Switch(), field="dispatcher_enabled"),
+    Setting("JWT_ISSUER", TOKENS, "the iss claim", "", _CLAIM, shown="KEYRELEASE_PUBLIC_URL"),
+    Setting("JWT_AUDIENCE", TOKENS, "the aud claim", "data-platform", _CLAIM),
+    Setting("TOKEN_TTL_SECONDS", TOKENS, "access-token lifetime (expires_in)", 3600, Whole(60, 86400)),
+    Setting("TOKEN_SCOPE", TOKENS, "the scope granted", "data:read", _scope),
+    Setting("JWT_PUBLIC_KEY_FILES", TOKENS, "comma-separated PEM keys also published in the JWKS (rotation)",
+            (), _files),
+    Setting("LAST_USED_FLUSH_SECONDS", TOKENS, "how often the last use of each key is written to the database",
+            60, Whole(1, 3600)),
+    Setting("MAIL_MAX_ATTEMPTS", MAIL, "attempts before a message is dead-lettered (FAILED)", 8, Whole(1, 100)),
+    Setting("MAIL_LEASE_SECONDS", MAIL, "how long a dispatcher holds a claimed message", 60, Whole(2, 3600)),
+    Setting("DATABASE_POOL_SIZE", DATABASE, "connections per process (PostgreSQL)",
+            PoolSettings.size, Whole(1, 500), field="database_pool.size"),
+    Setting("DATABASE_CONNECT_TIMEOUT_SECONDS", DATABASE, "the longest wait for a new connection",
+            PoolSettings.connect_timeout, Whole(1, 120), field="database_pool.connect_timeout"),
+    Setting("DATABASE_COMMAND_TIMEOUT_SECONDS", DATABASE, "the longest a statement may run",
+            PoolSettings.command_timeout, Whole(1, 3600), field="database_pool.command_timeout"),
+    Setting("REQUEST_TIMEOUT_SECONDS", DATABASE, "every HTTP request is answered within this (503 otherwise)",
+            10, Whole(1, 600)),
+    Setting("HEADER_TIMEOUT_SECONDS", CONNECTIONS, "a connection must deliver a request's headers within this",
+            5, Whole(1, 300)),
+    Setting("KEEP_ALIVE_SECONDS", CONNECTIONS, "how long an idle connection is kept open after a response",
+            5, Whole(1, 3600)),
+    Setting("MAX_CONNECTIONS", CONNECTIONS, "open connections per process beyond which requests get 503",
+            1000, Whole(10, 1_000_000)),
+    Setting("LISTEN_BACKLOG", CONNECTIONS, "connections the kernel queues before serve accepts them",
+            2048, Whole(16, 65535)),
+    Setting("MAX_HEADER_BYTES", CONNECTIONS, "the largest request line plus headers (431 beyond it)",
+            16 * 1024, Whole(4096, 1024 * 1024)),
+    _rate_limit("token_ip", "token requests per client address"),
+    _rate_limit("token_client", "token requests per client address and client ID"),
+    _rate_limit("partner_ip", "partner revealKey calls per client address"),
+    _rate_limit("partner_key", "partner revealKey calls per key ID, from anywhere"),
+    _rate_limit("admin", "GraphQL mutations per admin"),
+    _rate_limit("admin_query", "authenticated GraphQL query requests per admin"),
+    _rate_limit("secret_scanning_ip", "secret-scanning reports per client address"),
+    Setting("RATE_LIMIT_STORE", LIMITS, "where rate-limit counters live (auto: memory on SQLite, else database)",
+            "auto", OneOf(("auto", "database", "memory"))),
+    Setting("TRUSTED_PROXIES", LIMITS, "comma-separated addresses or CIDR networks whose X-Forwarded-For is read",
+            (), parse_networks),
+    Setting("CORS_ORIGINS", GRAPHQL, "comma-separated exact origins whose pages may call /graphql", (), _origins),
+    Setting("SECRET_SCANNING_PUBLIC_KEYS_FILE", SCANNING,
+            "GitHub's secret-scanning signing keys (JSON); unset, the endpoint is not served",
+            None, _scanning_keys, field="secret_scanning_keys"),
+    Setting("SECRET_SCANNING_MAX_BODY_BYTES", SCANNING, "larger reports get 413 before they are read in full",
+            256 * 1024, Whole(1024, 16 * 1024 * 1024)),
+    Setting("ADMIN_TOKEN_TTL_DAYS", LIMITS, "lifetime of a new admin token (--expires-days overrides)",
+            DEFAULT_TTL_DAYS, Whole(1, MAX_TTL_DAYS)),
+    Setting("LOG_FORMAT", LIMITS, "text for people, json (one object per line) for log collectors",
+            "text", OneOf(("text", "json"))),
+)
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+_BY_FIELD = {setting.field: setting for setting in SETTINGS}
+#: The settings that are members of an object rather than fields of :class:`Settings`.
+GROUPS: dict[str, Callable[..., Any]] = {
+    "policy": VerificationPolicy, "database_pool": PoolSettings, "rate_limits": RateLimits,
+}
+
+
+def setting(name: str) -> Setting:
+    """The declaration of ``KEYRELEASE_<name>``."""
+    return _BY_NAME[name]
 
 
 @dataclass(frozen=True)
 class Settings:
-    env: str = "development"
-    var_dir: Path = Path("var")
-    database_url: str = ""
-    secret_key: bytes = b""
-    mail_transport: str = "console"
-    mail_from: str = "keyrelease <no-reply@keyrelease.localhost>"
-    plugins: tuple[str, ...] | None = None
-    policy: VerificationPolicy = field(default_factory=VerificationPolicy)
-    region: str = "us-east-1"
-    #: Base of links in emails and the default token issuer. Unset, ``keyrelease serve``
-    #: derives it from the address it listens on (:meth:`served_at`).
-    public_url: str = DEFAULT_PUBLIC_URL
-    public_url_configured: bool = False
-    graphql_introspection: bool = True
-    #: GraphiQL at GET /graphql for a browser (its bundle under /static/graphiql/).
-    graphiql: bool = True
-    graphql_max_depth: int = 10
-    graphql_max_tokens: int = 2000
-    #: The largest GraphQL document (bytes) accepted without an admin token; refused before parsing.
-    graphql_max_unauthenticated_bytes: int = 2048
-    #: The most field values one answer may hold (docs/api.md#limits): refused before execution.
-    graphql_max_cost: int = 12_000
-    max_body_bytes: int = 64 * 1024
-    dispatcher_enabled: bool = True
-    #: Access tokens (see docs/tokens.md). ``jwt_issuer`` empty means ``public_url``.
-    jwt_issuer: str = ""
-    jwt_audience: str = "data-platform"
-    token_ttl_seconds: int = 3600
-    token_scope: str = "data:read"
-    #: PEM private key that signs new tokens; None: a development key under ``var_dir``.
-    jwt_private_key_file: Path | None = None
-    #: PEM keys published in the JWKS beside the signing key (the previous key until its
-    #: tokens have expired, the next key before it starts signing).
-    jwt_public_key_files: tuple[Path, ...] = ()
-    #: How often the remembered last use of each key is written to the database.
-    last_used_flush_seconds: int = 60
-    #: Mail templates, checked when read (see docs/mail.md); KEYRELEASE_MAIL_TEMPLATES_DIR overrides.
-    mail_templates: MailTemplates = field(default_factory=load_templates, repr=False)
-    #: Mail dispatcher: first retry delay, the cap on the delay, attempts before FAILED.
-    mail_retry_first_seconds: int = 2
-    mail_retry_max_seconds: int = 300
-    mail_max_attempts: int = 8
-    #: How long a claimed outbox message stays claimed; a dispatcher that dies mid-send holds
-    #: it this long at most.
-    mail_lease_seconds: int = 60
-    #: PostgreSQL pool bounds, and the deadline within which every HTTP request is answered.
-    database_pool: PoolSettings = field(default_factory=PoolSettings)
-    request_timeout_seconds: int = 10
-    #: Connections (docs/configuration.md, "Connections"): the deadline for a request's
-    #: headers, the idle time allowed between requests, the open connections per process
-    #: beyond which requests get 503, the kernel's queue of connections not yet accepted, and
-    #: the largest request line plus headers.
-    header_timeout_seconds: int = 5
-    keep_alive_seconds: int = 5
-    max_connections: int = 1000
-    listen_backlog: int = 2048
-    max_header_bytes: int = 16 * 1024
-    #: Rate limits (docs/configuration.md): the rules, where counters live (``database``:
-    #: shared by every instance; ``memory``: this process only; ``auto``: memory on SQLite,
-    #: database on PostgreSQL), and the proxies whose X-Forwarded-For is believed.
-    rate_limits: RateLimits = field(default_factory=RateLimits)
-    rate_limit_store: str = "auto"
-    trusted_proxies: tuple[IPNetwork, ...] = ()
-    #: Exact origins (``https://portal.uni.example``) whose pages may call /graphql (CORS).
-    cors_origins: tuple[str, ...] = ()
-    #: GitHub's secret-scanning signing keys (KEYRELEASE_SECRET_SCANNING_PUBLIC_KEYS_FILE); None:
-    #: ``POST /secret-scanning/github`` is not served. The largest report body accepted.
-    secret_scanning_keys: ScanningKeys | None = None
-    secret_scanning_max_body_bytes: int = 256 * 1024
-    #: Lifetime of a new admin token (``keyrelease admin create/token --expires-days`` overrides).
-    admin_token_ttl_days: int = 90
-    #: ``text`` for people, ``json`` (one object per line, with the request id) for collectors.
-    log_format: str = "text"
+    """What :meth:`from_env` read. Each field, and each member of ``policy``, ``database_pool``
+    and ``rate_limits``, is filled by one declaration of :data:`SETTINGS` (its help says what
+    it is); ``public_url_configured`` and ``environ`` are derived."""
+
+    env: str
+    var_dir: Path
+    database_url: str
+    secret_key: bytes
+    mail_transport: str
+    mail_from: str
+    #: None: every installed plugin.
+    plugins: tuple[str, ...] | None
+    policy: VerificationPolicy
+    region: str
+    #: Unset, ``keyrelease serve`` derives it from the address it listens on (:meth:`served_at`).
+    public_url: str
+    public_url_configured: bool
+    graphql_introspection: bool
+    graphiql: bool
+    graphql_max_depth: int
+    graphql_max_tokens: int
+    graphql_max_unauthenticated_bytes: int
+    graphql_max_cost: int
+    max_body_bytes: int
+    dispatcher_enabled: bool
+    #: Empty: ``public_url`` (:attr:`token_issuer`).
+    jwt_issuer: str
+    jwt_audience: str
+    token_ttl_seconds: int
+    token_scope: str
+    #: None: a development key under ``var_dir``.
+    jwt_private_key_file: Path | None
+    jwt_public_key_files: tuple[Path, ...]
+    last_used_flush_seconds: int
+    mail_templates: MailTemplates = field(repr=False)
+    mail_retry_first_seconds: int
+    mail_retry_max_seconds: int
+    mail_max_attempts: int
+    mail_lease_seconds: int
+    database_pool: PoolSettings
+    request_timeout_seconds: int
+    header_timeout_seconds: int
+    keep_alive_seconds: int
+    max_connections: int
+    listen_backlog: int
+    max_header_bytes: int
+    rate_limits: RateLimits
+    rate_limit_store: str
+    trusted_proxies: tuple[IPNetwork, ...]
+    cors_origins: tuple[str, ...]
+    #: None: ``POST /secret-scanning/github`` is not served.
+    secret_scanning_keys: ScanningKeys | None
+    secret_scanning_max_body_bytes: int
+    admin_token_ttl_days: int
+    log_format: str
     #: Environment the settings were read from; transports read their own variables from it.
-    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+    environ: Mapping[str, str] = field(repr=False)
 
     def __repr__(self) -> str:
         """Every setting but the secrets: the server secret is left out and the database
         password masked, so a settings object in a log line or a traceback leaks neither."""
-        shown = {item.name: repr(getattr(self, item.name)) for item in fields(self) if item.repr}
-        shown["secret_key"] = "<hidden>"
-        shown["database_url"] = repr(redact_url(self.database_url))
-        return f"Settings({', '.join(f'{name}={value}' for name, value in shown.items())})"
+        shown = []
+        for item in fields(self):
+            if item.repr:
+                declared = _BY_FIELD.get(item.name)
+                value = getattr(self, item.name)
+                text = "<hidden>" if declared and declared.secret else (declared.show if declared else repr)(value)
+                shown.append(f"{item.name}={text}")
+        return f"Settings({', '.join(shown)})"
 
     @property
     def production(self) -> bool:
@@ -150,141 +571,23 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = dict(os.environ if environ is None else environ)
-        reader = _Reader(env)
-        mode = reader.choice("ENV", "development", ("development", "production"))
-        var_dir = Path(reader.text("VAR_DIR", "var"))
-        database_url = reader.text("DATABASE_URL", f"sqlite://{var_dir / 'keyrelease.sqlite3'}")
-        if not database_url.startswith(("sqlite://", "postgres://", "postgresql://", "asyncpg://")):
-            raise ConfigError(PREFIX + "DATABASE_URL", "must start with sqlite:// or postgres://")
-        secret_key = reader.secret_key(mode, var_dir)
-        mail_from = reader.text("MAIL_FROM", cls.mail_from)
-        if (found := validation.control_character(mail_from)) is not None:
-            raise ConfigError(PREFIX + "MAIL_FROM", f"must not contain control characters (found {validation.code_point(found)})")
-        if not validation.is_email_address(_address_of(mail_from)):
-            raise ConfigError(PREFIX + "MAIL_FROM", f"not an email address: {mail_from!r}")
-        plugins_raw = env.get(PREFIX + "PLUGINS")
-        plugins = tuple(p.strip() for p in plugins_raw.split(",") if p.strip()) if plugins_raw else None
-        policy = VerificationPolicy(
-            code_ttl_seconds=reader.integer("CODE_TTL_SECONDS", 300, minimum=30),
-            verification_window_seconds=reader.integer("VERIFICATION_WINDOW_SECONDS", 900, minimum=60),
-            max_resends=reader.integer("MAX_RESENDS", 3, minimum=0),
-            max_attempts=reader.integer("MAX_ATTEMPTS", 5, minimum=1),
-            partner_otp_ttl_seconds=reader.integer("PARTNER_OTP_TTL_SECONDS", 259200, minimum=60),
-            max_partner_attempts=reader.integer("MAX_PARTNER_ATTEMPTS", 5, minimum=1),
-            max_pending_keys_per_admin=reader.integer("MAX_PENDING_KEYS_PER_ADMIN", 5, minimum=1),
-            max_key_lifetime_days=reader.integer("MAX_KEY_LIFETIME_DAYS", 365, minimum=1),
-            max_keys_per_admin_per_day=reader.integer("MAX_KEYS_PER_ADMIN_PER_DAY", 20, minimum=1, maximum=100_000),
-            max_locked_keys_per_admin_per_day=reader.integer(
-                "MAX_LOCKED_KEYS_PER_ADMIN_PER_DAY", 3, minimum=1, maximum=100_000
-            ),
-            max_code_emails_per_admin_per_hour=reader.integer(
-                "MAX_CODE_EMAILS_PER_ADMIN_PER_HOUR", 10, minimum=1, maximum=100_000
-            ),
-            failure_floor_ms=reader.integer("FAILURE_FLOOR_MS", 50, minimum=0, maximum=5000),
-        )
-        if policy.code_ttl_seconds > policy.verification_window_seconds:
-            raise ConfigError(PREFIX + "CODE_TTL_SECONDS", "must not exceed KEYRELEASE_VERIFICATION_WINDOW_SECONDS")
-        public_url = reader.text("PUBLIC_URL", DEFAULT_PUBLIC_URL).rstrip("/")
-        if not _PUBLIC_URL.fullmatch(public_url):
-            raise ConfigError(PREFIX + "PUBLIC_URL", f"must be an http:// or https:// URL without spaces, not {public_url!r}")
-        jwt_private_key_file = reader.optional_file("JWT_PRIVATE_KEY_FILE")
-        if jwt_private_key_file is None and mode == "production":
-            raise ConfigError(PREFIX + "JWT_PRIVATE_KEY_FILE", "is required when KEYRELEASE_ENV=production")
-        mail_transport = reader.text("MAIL_TRANSPORT", "console")
-        if mode == "production" and mail_transport in DEVELOPMENT_TRANSPORTS:
-            raise ConfigError(
-                PREFIX + "MAIL_TRANSPORT",
-                f"{mail_transport} {DEVELOPMENT_TRANSPORTS[mail_transport]}: not allowed when KEYRELEASE_ENV=production "
-                "(use smtp, sendgrid or a plugin's transport)",
-            )
-        if mode == "production" and not env.get(PREFIX + "PUBLIC_URL", "").strip():
-            # Derived from the address served, it would differ per instance and per container:
-            # tokens would carry a different `iss` and partner mail an internal link.
-            raise ConfigError(
-                PREFIX + "PUBLIC_URL", "is required when KEYRELEASE_ENV=production (the address partners and clients reach)"
-            )
-        templates_dir = reader.text("MAIL_TEMPLATES_DIR", "")
-        try:
-            mail_templates = load_templates(Path(templates_dir) if templates_dir else None)
-        except TemplateError as err:
-            raise ConfigError(PREFIX + "MAIL_TEMPLATES_DIR", str(err)) from err
-        retry_first = reader.integer("MAIL_RETRY_FIRST_SECONDS", 2, minimum=1, maximum=60)
-        retry_max = reader.integer("MAIL_RETRY_MAX_SECONDS", 300, minimum=1, maximum=86400)
-        if retry_max < retry_first:
-            raise ConfigError(PREFIX + "MAIL_RETRY_MAX_SECONDS", "must not be less than KEYRELEASE_MAIL_RETRY_FIRST_SECONDS")
-        region = reader.text("REGION", "us-east-1")
-        if not re.fullmatch(r"[a-z0-9-]{1,32}", region):
-            raise ConfigError(PREFIX + "REGION", f"not a region name: {region!r}")
-        return cls(
-            env=mode,
-            var_dir=var_dir,
-            database_url=database_url,
-            secret_key=secret_key,
-            mail_transport=mail_transport,
-            mail_from=mail_from,
-            plugins=plugins,
-            policy=policy,
-            region=region,
-            public_url=public_url,
-            public_url_configured=bool(env.get(PREFIX + "PUBLIC_URL", "").strip()),
-            graphql_introspection=reader.boolean("GRAPHQL_INTROSPECTION", True),
-            graphiql=reader.boolean("GRAPHIQL", True, words="on or off"),
-            graphql_max_depth=reader.integer("GRAPHQL_MAX_DEPTH", 10, minimum=3, maximum=50),
-            graphql_max_tokens=reader.integer("GRAPHQL_MAX_TOKENS", 2000, minimum=100, maximum=100_000),
-            graphql_max_unauthenticated_bytes=reader.integer(
-                "GRAPHQL_MAX_UNAUTHENTICATED_BYTES", 2048, minimum=256, maximum=1024 * 1024
-            ),
-            graphql_max_cost=reader.integer("GRAPHQL_MAX_COST", 12_000, minimum=1000, maximum=10_000_000),
-            max_body_bytes=reader.integer("MAX_BODY_BYTES", 64 * 1024, minimum=1024),
-            dispatcher_enabled=reader.boolean("DISPATCHER", True),
-            jwt_issuer=reader.claim("JWT_ISSUER", "") if env.get(PREFIX + "JWT_ISSUER", "").strip() else "",
-            jwt_audience=reader.claim("JWT_AUDIENCE", cls.jwt_audience),
-            token_ttl_seconds=reader.integer("TOKEN_TTL_SECONDS", 3600, minimum=60, maximum=86400),
-            token_scope=reader.scope("TOKEN_SCOPE", cls.token_scope),
-            jwt_private_key_file=jwt_private_key_file,
-            jwt_public_key_files=reader.files("JWT_PUBLIC_KEY_FILES"),
-            last_used_flush_seconds=reader.integer("LAST_USED_FLUSH_SECONDS", 60, minimum=1, maximum=3600),
-            mail_templates=mail_templates,
-            mail_retry_first_seconds=retry_first,
-            mail_retry_max_seconds=retry_max,
-            mail_max_attempts=reader.integer("MAIL_MAX_ATTEMPTS", 8, minimum=1, maximum=100),
-            mail_lease_seconds=reader.integer("MAIL_LEASE_SECONDS", 60, minimum=2, maximum=3600),
-            database_pool=PoolSettings(
-                size=reader.integer("DATABASE_POOL_SIZE", 10, minimum=1, maximum=500),
-                connect_timeout=reader.integer("DATABASE_CONNECT_TIMEOUT_SECONDS", 5, minimum=1, maximum=120),
-                command_timeout=reader.integer("DATABASE_COMMAND_TIMEOUT_SECONDS", 10, minimum=1, maximum=3600),
-            ),
-            request_timeout_seconds=reader.integer("REQUEST_TIMEOUT_SECONDS", 10, minimum=1, maximum=600),
-            header_timeout_seconds=reader.integer("HEADER_TIMEOUT_SECONDS", 5, minimum=1, maximum=300),
-            keep_alive_seconds=reader.integer("KEEP_ALIVE_SECONDS", 5, minimum=1, maximum=3600),
-            max_connections=reader.integer("MAX_CONNECTIONS", 1000, minimum=10, maximum=1_000_000),
-            listen_backlog=reader.integer("LISTEN_BACKLOG", 2048, minimum=16, maximum=65535),
-            max_header_bytes=reader.integer("MAX_HEADER_BYTES", 16 * 1024, minimum=4096, maximum=1024 * 1024),
-            rate_limits=RateLimits(
-                token_ip=reader.rate("RATE_LIMIT_TOKEN_IP", RateLimits.token_ip),
-                token_client=reader.rate("RATE_LIMIT_TOKEN_CLIENT", RateLimits.token_client),
-                partner_ip=reader.rate("RATE_LIMIT_PARTNER_IP", RateLimits.partner_ip),
-                partner_key=reader.rate("RATE_LIMIT_PARTNER_KEY", RateLimits.partner_key),
-                admin=reader.rate("RATE_LIMIT_ADMIN", RateLimits.admin),
-                admin_query=reader.rate("RATE_LIMIT_ADMIN_QUERY", RateLimits.admin_query),
-                secret_scanning_ip=reader.rate("RATE_LIMIT_SECRET_SCANNING_IP", RateLimits.secret_scanning_ip),
-            ),
-            rate_limit_store=reader.choice("RATE_LIMIT_STORE", "auto", ("auto", "database", "memory")),
-            trusted_proxies=reader.networks("TRUSTED_PROXIES"),
-            cors_origins=reader.origins("CORS_ORIGINS"),
-            secret_scanning_keys=reader.scanning_keys("SECRET_SCANNING_PUBLIC_KEYS_FILE"),
-            secret_scanning_max_body_bytes=reader.integer(
-                "SECRET_SCANNING_MAX_BODY_BYTES", 256 * 1024, minimum=1024, maximum=16 * 1024 * 1024
-            ),
-            admin_token_ttl_days=reader.integer("ADMIN_TOKEN_TTL_DAYS", 90, minimum=1, maximum=3650),
-            log_format=log_format(env),
-            environ=env,
-        )
+        values: dict[str, Any] = {}
+        for declared in SETTINGS:
+            values[declared.field] = declared.read(env, values)
+        members: dict[str, dict[str, Any]] = {group: {} for group in GROUPS}
+        for name in [name for name in values if "." in name]:
+            group, _, member = name.partition(".")
+            members[group][member] = values.pop(name)
+        for group, make in GROUPS.items():
+            values[group] = make(**members[group])
+        configured = bool(env.get(setting("PUBLIC_URL").variable, "").strip())
+        return cls(**values, public_url_configured=configured, environ=env)
 
 
 def log_format(environ: Mapping[str, str]) -> str:
     """KEYRELEASE_LOG_FORMAT, readable before the rest of the settings (logging starts first)."""
-    return _Reader(environ).choice("LOG_FORMAT", "text", ("text", "json"))
+    value: str = setting("LOG_FORMAT").read(environ, {})
+    return value
 
 
 def redact_url(url: str) -> str:
@@ -302,137 +605,9 @@ def _address_of(value: str) -> str:
     return match.group(1) if match else value.strip()
 
 
-class _Reader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-
-    def text(self, name: str, default: str) -> str:
-        value = self.env.get(PREFIX + name, "").strip()
-        return value or default
-
-    def choice(self, name: str, default: str, options: tuple[str, ...]) -> str:
-        value = self.text(name, default)
-        if value not in options:
-            raise ConfigError(PREFIX + name, f"must be one of {', '.join(options)}, not {value!r}")
-        return value
-
-    def integer(self, name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
-        raw = self.env.get(PREFIX + name, "").strip()
-        if not raw:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(PREFIX + name, f"must be a whole number, not {raw!r}") from None
-        if value < minimum or (maximum is not None and value > maximum):
-            bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-            raise ConfigError(PREFIX + name, f"must be {bound}, not {value}")
-        return value
-
-    def boolean(self, name: str, default: bool, *, words: str = "true or false") -> bool:
-        raw = self.env.get(PREFIX + name, "").strip().lower()
-        if not raw:
-            return default
-        if raw in ("1", "true", "yes", "on"):
-            return True
-        if raw in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(PREFIX + name, f"must be {words}, not {raw!r}")
-
-    def claim(self, name: str, default: str) -> str:
-        """A JWT string claim (issuer, audience): printable, no spaces."""
-        value = self.text(name, default)
-        if not _CLAIM.fullmatch(value):
-            raise ConfigError(PREFIX + name, f"must be 1 to 200 printable characters without spaces, not {value!r}")
-        return value
-
-    def scope(self, name: str, default: str) -> str:
-        """An OAuth scope (RFC 6749 3.3): space-separated tokens."""
-        value = " ".join(self.text(name, default).split())
-        if not all(_SCOPE_TOKEN.fullmatch(token) for token in value.split(" ")):
-            raise ConfigError(PREFIX + name, f"must be scope tokens separated by spaces (no quotes, no backslashes): {value!r}")
-        return value
-
-    def rate(self, name: str, default: Rate | None) -> Rate | None:
-        """``N/second|minute|hour|day``, or ``off``."""
-        raw = self.env.get(PREFIX + name, "").strip()
-        if not raw:
-            return default
-        try:
-            return Rate.parse(raw)
-        except ValueError as err:
-            raise ConfigError(PREFIX + name, f"{err}, not {raw!r}") from None
-
-    def origins(self, name: str) -> tuple[str, ...]:
-        """A comma-separated list of exact web origins (scheme://host[:port]), normalised."""
-        raw = self.env.get(PREFIX + name, "")
-        found: list[str] = []
-        for item in (part.strip() for part in raw.split(",")):
-            if not item:
-                continue
-            if item == "*" or "*" in item:
-                raise ConfigError(
-                    PREFIX + name, "lists exact origins; '*' is refused because requests carry credentials"
-                )
-            match = _ORIGIN.fullmatch(item)
-            if not match:
-                raise ConfigError(
-                    PREFIX + name, f"not an origin (scheme://host[:port], no path): {item!r}"
-                )
-            origin = item.lower()
-            if origin not in found:
-                found.append(origin)
-        return tuple(found)
-
-    def networks(self, name: str) -> tuple[IPNetwork, ...]:
-        """A comma-separated list of IP addresses and CIDR networks."""
-        try:
-            return parse_networks(self.env.get(PREFIX + name, ""))
-        except ValueError as err:
-            raise ConfigError(PREFIX + name, str(err)) from None
-
-    def optional_file(self, name: str) -> Path | None:
-        raw = self.env.get(PREFIX + name, "").strip()
-        if not raw:
-            return None
-        path = Path(raw)
-        if not path.is_file():
-            raise ConfigError(PREFIX + name, f"no such file: {raw}")
-        return path
-
-    def scanning_keys(self, name: str) -> ScanningKeys | None:
-        """GitHub's secret-scanning public keys, read and checked now."""
-        path = self.optional_file(name)
-        if path is None:
-            return None
-        try:
-            return load_keys(path)
-        except PublicKeysError as err:
-            raise ConfigError(PREFIX + name, str(err)) from None
-
-    def files(self, name: str) -> tuple[Path, ...]:
-        """A comma-separated list of existing files."""
-        raw = self.env.get(PREFIX + name, "")
-        paths = tuple(Path(item.strip()) for item in raw.split(",") if item.strip())
-        for path in paths:
-            if not path.is_file():
-                raise ConfigError(PREFIX + name, f"no such file: {path}")
-        return paths
-
-    def secret_key(self, mode: str, var_dir: Path) -> bytes:
-        raw = self.env.get(PREFIX + "SECRET_KEY", "").strip()
-        if raw:
-            if len(raw) < _MIN_SECRET_LENGTH:
-                raise ConfigError(PREFIX + "SECRET_KEY", f"must be at least {_MIN_SECRET_LENGTH} characters")
-            return raw.encode()
-        if mode == "production":
-            raise ConfigError(PREFIX + "SECRET_KEY", "is required when KEYRELEASE_ENV=production")
-        return _development_secret(var_dir).encode()
-
-
 def _development_secret(var_dir: Path) -> str:
     """The development server secret, generated into ``var/`` on first run (mode 0600)."""
-    path = var_dir / "secret_key"
+    path = var_dir / _SECRET_FILE
     if path.exists():
         return path.read_text().strip()
     files.private_directory(var_dir)

@@ -30,8 +30,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 class _HeaderDeadline:
     """The timer shared by both protocols. Set by :func:`protocol_class`."""
 
-    header_timeout: ClassVar[float] = 5.0
-    max_header_bytes: ClassVar[int] = 16 * 1024
+    header_timeout: ClassVar[float]
+    max_header_bytes: ClassVar[int]
 
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport

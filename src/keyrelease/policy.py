@@ -1,4 +1,8 @@
-"""The numbers of the verification flow, in one object."""
+"""The numbers of the verification flow, in one object.
+
+The defaults are written here only; ``keyrelease.config.SETTINGS`` declares the variable,
+bounds and help of each number and takes its default from this class.
+"""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 from strawberry.types.nodes import SelectedField, Selection
 
+from keyrelease.config import setting
 from keyrelease.deadline import UNAVAILABLE
 from keyrelease.graphql import errors
 from keyrelease.graphql.context import ClientError, Context
@@ -65,7 +66,7 @@ MAX_ALIASES = 20
 LOADED_KEY_FIELDS = frozenset({"events", "lastDelivery"})
 #: The most field values one answer may hold (keyrelease.graphql.cost): a page of 100 keys
 #: with every field, their events and deliveries (10,905) fits; the console needs 1,105 at most.
-DEFAULT_MAX_COST = 12_000
+DEFAULT_MAX_COST: int = setting("GRAPHQL_MAX_COST").default
 
 
 def _map(result: object) -> Any:
@@ -226,7 +227,11 @@ class MaskUnexpectedErrors(MaskErrors):
 
 
 def build_schema(
-    *, introspection: bool = True, max_depth: int = 10, max_tokens: int = 2000, max_cost: int = DEFAULT_MAX_COST
+    *,
+    introspection: bool = setting("GRAPHQL_INTROSPECTION").default,
+    max_depth: int = setting("GRAPHQL_MAX_DEPTH").default,
+    max_tokens: int = setting("GRAPHQL_MAX_TOKENS").default,
+    max_cost: int = DEFAULT_MAX_COST,
 ) -> strawberry.Schema:
     # The validation rules are built once: the validation cache is keyed by the rule classes,
     # and QueryDepthLimiter/MaxAliasesLimiter would make new classes on every request, so

@@ -27,7 +27,7 @@ class UnauthenticatedDocumentTooLarge(Exception):
 
 class GraphQLView(GraphQL):
     def __init__(  # type: ignore[no-untyped-def]
-        self, schema, *, keys: KeyService, clock: Clock, graphiql: bool = True, max_unauthenticated_bytes: int = 2048
+        self, schema, *, keys: KeyService, clock: Clock, graphiql: bool, max_unauthenticated_bytes: int
     ) -> None:
         super().__init__(schema, graphql_ide="graphiql", allow_queries_via_get=False, subscription_protocols=())
         self._keys = keys

@@ -1,7 +1,7 @@
 """Delivering the outbox: claim due messages, render, send, record the outcome.
 
-A claim is a conditional UPDATE (``... SET status = SENDING, lease_until = now + 60 s WHERE
-id = ? AND status = <as read> AND attempts = <as read> AND <still due>``): of several
+A claim is a conditional update (``status = SENDING, lease_until = now + 60 s`` where
+``id``, ``status`` and ``attempts`` are as read and the message is still due): of several
 dispatchers that read the same row, the database lets exactly one win, on SQLite and on
 PostgreSQL alike. The send itself is bounded by half the lease, so a live dispatcher always
 finishes before its lease runs out; a dispatcher that dies mid-send leaves a lease that
@@ -31,6 +31,7 @@ from tortoise.transactions import in_transaction
 
 from keyrelease import db, metrics
 from keyrelease.clock import Clock
+from keyrelease.config import setting
 from keyrelease.exceptions import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from keyrelease.mail.render import MailRenderer
 from keyrelease.mail.transport import DeliveryResult, EmailMessage, Transport
@@ -54,11 +55,11 @@ class Dispatcher:
         renderer: MailRenderer,
         clock: Clock,
         *,
-        lease_seconds: float = 60,
+        lease_seconds: float = setting("MAIL_LEASE_SECONDS").default,
         poll_seconds: float = 1.0,
-        max_attempts: int = 8,
-        first_retry_seconds: float = 2.0,
-        max_retry_seconds: float = 300.0,
+        max_attempts: int = setting("MAIL_MAX_ATTEMPTS").default,
+        first_retry_seconds: float = setting("MAIL_RETRY_FIRST_SECONDS").default,
+        max_retry_seconds: float = setting("MAIL_RETRY_MAX_SECONDS").default,
         batch: int = 20,
     ) -> None:
         self.transport = transport
@@ -163,9 +164,10 @@ class Dispatcher:
             status=DeliveryStatus.SENDING, lease_until__lte=now
         )
         claimed = []
-        # On PostgreSQL, FOR UPDATE SKIP LOCKED hands each dispatcher rows no other dispatcher
-        # is claiming at this moment, so they do not queue behind each other; SQLite ignores
-        # it (one writer at a time). Either way the conditional update decides who owns a row.
+        # On PostgreSQL, select_for_update(skip_locked=True) hands each dispatcher rows no
+        # other dispatcher is claiming at this moment, so they do not queue behind each other;
+        # SQLite ignores it (one writer at a time). Either way the conditional update decides
+        # who owns a row.
         async with in_transaction():
             candidates = (
                 await OutboxMessage.filter(due)

@@ -8,14 +8,14 @@ request reads the token's row, so a revoked or expired token stops with the next
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tortoise.transactions import in_transaction
 
-from keyrelease import credentials, reads, validation
+from keyrelease import credentials, validation
 from keyrelease.clock import Clock
+from keyrelease.db import fastpath
 from keyrelease.models import Admin, AdminToken, Institution
 
 
@@ -39,7 +39,9 @@ class NewAdmin:
         return f"NewAdmin(admin={self.admin.email!r}, token=<hidden>)"
 
 
+#: A new admin token's lifetime, and the longest one may have (KEYRELEASE_ADMIN_TOKEN_TTL_DAYS).
 DEFAULT_TTL_DAYS = 90
+MAX_TTL_DAYS = 3650
 
 
 async def create_admin(
@@ -65,8 +67,8 @@ async def create_admin(
 
 async def issue_token(clock: Clock, admin: Admin, *, ttl_days: int | None = DEFAULT_TTL_DAYS) -> str:
     """A new token for ``admin``, valid ``ttl_days`` (None: until revoked); shown only here."""
-    if ttl_days is not None and not 1 <= ttl_days <= 3650:
-        raise AdminInputError("a token must expire within 1 to 3650 days")
+    if ttl_days is not None and not 1 <= ttl_days <= MAX_TTL_DAYS:
+        raise AdminInputError(f"a token must expire within 1 to {MAX_TTL_DAYS} days")
     token = credentials.new_admin_token()
     now = clock.now()
     await AdminToken.create(
@@ -151,30 +153,13 @@ async def list_admins() -> list[AdminSummary]:
 async def authenticate(clock: Clock, token: str) -> Admin | None:
     """The admin a bearer token belongs to, or None (unknown, revoked or expired token).
 
-    One point read (:mod:`keyrelease.reads`): the token's row joined to its admin and the
-    admin's institution, which comes back attached as ``admin.institution``."""
+    One point read (:func:`keyrelease.db.fastpath.admin_by_token_hash`), which also brings the
+    admin's institution, attached as ``admin.institution``."""
     if not token.startswith(credentials.ADMIN_TOKEN_PREFIX) or len(token) > 200:
         return None
-    row = await reads.one(_token_sql(), [credentials.hash_secret(token)])
-    if row is None or row["t_revoked_at"] is not None:
+    found = await fastpath.admin_by_token_hash(credentials.hash_secret(token))
+    if found is None or found.revoked_at is not None:
         return None
-    expires_at = row["t_expires_at"]
-    if expires_at is not None and reads.to_datetime(expires_at) <= clock.now():
+    if found.expires_at is not None and found.expires_at <= clock.now():
         return None
-    admin = reads.hydrate(Admin, row, "a_")
-    object.__setattr__(admin, "_institution", reads.hydrate(Institution, row, "i_"))  # as select_related does
-    return admin
-
-
-@functools.cache
-def _token_sql() -> str:
-    token, admin, institution = AdminToken._meta, Admin._meta, Institution._meta
-    column = token.fields_db_projection
-    return (
-        f"SELECT t.{column['revoked_at']} AS t_revoked_at, t.{column['expires_at']} AS t_expires_at, "
-        f"{reads.columns(Admin, 'a', 'a_')}, {reads.columns(Institution, 'i', 'i_')} "
-        f"FROM {token.db_table} t "
-        f"JOIN {admin.db_table} a ON a.{admin.db_pk_column} = t.{column['admin_id']} "
-        f"JOIN {institution.db_table} i ON i.{institution.db_pk_column} = a.{admin.fields_db_projection['institution_id']} "
-        f"WHERE t.{column['token_hash']} = ?"
-    )
+    return found.admin

@@ -21,14 +21,15 @@ admin whatever the order of operations (the arithmetic is in docs/security.md):
 How it holds under parallel requests, in any number of processes and instances:
 
 * every transaction that spends or records budget first takes the admin's row lock
-  (:func:`hold`: ``SELECT … FOR UPDATE`` on PostgreSQL; on SQLite the transaction's
-  ``BEGIN IMMEDIATE`` already holds the database's single write lock), so one admin's budget
-  changes one transaction at a time. Other admins never wait for it;
-* spending is **one** conditional insert whose WHERE clause states the whole rule,
-  ``INSERT … SELECT … WHERE (SELECT count(*) … AND at_ms > now - window) < limit``, and its
-  row count decides. It runs after the lock is held, and PostgreSQL (READ COMMITTED) takes a
-  new snapshot per statement, so the count sees every entry committed before: without the
-  lock two parallel statements could both count 19 and both insert;
+  (:func:`hold`: a row lock on PostgreSQL; on SQLite the transaction's ``BEGIN IMMEDIATE``
+  already holds the database's single write lock), so one admin's budget changes one
+  transaction at a time. Other admins never wait for it;
+* spending is **one** conditional insert whose WHERE clause states the whole rule (for each
+  rule, the count of its entries with ``at_ms > now - window`` is below the limit;
+  :func:`keyrelease.db.fastpath.spend_budget`), and its row count decides. It runs after the
+  lock is held, and PostgreSQL (READ COMMITTED) takes a new snapshot per statement, so the
+  count sees every entry committed before: without the lock two parallel statements could
+  both count 19 and both insert;
 * the windows are exact rolling windows, not fixed buckets: an entry counts while
   ``now - window < at``, so no window of that length ever holds more than the limit, and a
   refusal says exactly when the entry that matters leaves the window.
@@ -43,8 +44,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from tortoise import connections
-
+from keyrelease.db import fastpath
 from keyrelease.models import Admin, AdminBudgetEntry, BudgetItem
 from keyrelease.policy import VerificationPolicy
 
@@ -53,7 +53,6 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(hours=24)
 #: Entries are kept this long after the longest window has stopped counting them.
 KEEP_MARGIN = HOUR
-_TABLE = AdminBudgetEntry._meta.db_table
 
 
 @dataclass(frozen=True)
@@ -98,25 +97,8 @@ class AdminBudget:
         Call inside a transaction, after :func:`hold`.
         """
         at = _ms(now)
-        selected = " UNION ALL ".join("SELECT CAST(? AS VARCHAR(16)) AS item" for _ in items)
-        within = " AND ".join(
-            f"(SELECT count(*) FROM {_TABLE} WHERE admin_id = ? AND item = ? AND at_ms > ?) < ?" for _ in rules
-        )
-        params: list[object] = [admin_id, at, *(item.value for item in items)]
-        for rule in rules:
-            params += [admin_id, rule.item.value, at - _ms_delta(rule.window), rule.limit]
-        connection = connections.get("default")
-        # RETURNING, because Tortoise's asyncpg client reads an INSERT's row count from the
-        # wrong word of the status line ("INSERT 0 2" → 0); the rows returned are the count.
-        inserted = await connection.execute_query_dict(
-            _dialect(
-                f"INSERT INTO {_TABLE} (admin_id, item, at_ms) "
-                f"SELECT CAST(? AS INTEGER), spent.item, CAST(? AS BIGINT) FROM ({selected}) AS spent "
-                f"WHERE {within} RETURNING id"
-            ),
-            params,
-        )
-        if inserted:
+        conditions = [fastpath.Within(rule.item.value, at - _ms_delta(rule.window), rule.limit) for rule in rules]
+        if await fastpath.spend_budget(admin_id, at, [item.value for item in items], conditions):
             return None
         refused = [state for state in [await self.state(admin_id, rule, now) for rule in rules] if state is not None]
         if not refused:  # impossible while the admin's lock is held; say so loudly if it happens
@@ -165,11 +147,3 @@ def _ms_delta(window: timedelta) -> int:
 
 def _moment(ms: int) -> datetime:
     return EPOCH + timedelta(milliseconds=ms)
-
-
-def _dialect(sql: str) -> str:
-    """``?`` placeholders as the current connection wants them (``$n`` on PostgreSQL)."""
-    if connections.get("default").capabilities.dialect != "postgres":
-        return sql
-    parts = sql.split("?")
-    return parts[0] + "".join(f"${index}{part}" for index, part in enumerate(parts[1:], start=1))

@@ -5,16 +5,15 @@ nothing is cached, so a key that is revoked, locked or expired stops authenticat
 very next request. Last use is remembered in memory and written in batches by
 :class:`LastUseRecorder`, at most once per key per flush interval.
 
-The lookup is a point read (:mod:`keyrelease.reads`): one parametrised SQL statement rather than
-an ORM query, whose building and hydration cost many times what the database spends answering
-it. Table and column names come from the models' metadata, so it reads exactly what the ORM
-would, on SQLite and PostgreSQL alike.
+The lookup is a point read (:func:`keyrelease.db.fastpath.key_by_client_id`): one parametrised
+SQL statement rather than an ORM query, whose building and hydration cost many times what the
+database spends answering it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import dataclasses
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -25,9 +24,10 @@ from types import MappingProxyType
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from keyrelease import credentials, reads
+from keyrelease import credentials
 from keyrelease.clock import Clock
-from keyrelease.models import ApiKey, Institution
+from keyrelease.db import fastpath
+from keyrelease.models import ApiKey
 from keyrelease.status import may_authenticate
 
 log = logging.getLogger("keyrelease.clients")
@@ -63,46 +63,14 @@ class KeyRecord:
         return f"KeyRecord(id={self.id!r}, secret_hash=<hidden>)"
 
 
-_KEY_COLUMNS = (
-    "id", "secret_hash", "verified_at", "locked_at", "revoked_at", "compromised_at", "revealed_at", "expires_at",
-    "verification_deadline",
-)
-
-
-@functools.cache
-def _lookup_sql() -> str:
-    """Built on first use: the models' metadata is complete only once Tortoise is initialised."""
-    key, institution = ApiKey._meta, Institution._meta
-    column = key.fields_db_projection
-    selected = ", ".join(f"k.{column[name]} AS {name}" for name in _KEY_COLUMNS)
-    return (
-        f"SELECT {selected}, i.{institution.fields_db_projection['name']} AS institution "
-        f"FROM {key.db_table} k JOIN {institution.db_table} i "
-        f"ON i.{institution.db_pk_column} = k.{column['institution_id']} "
-        f"WHERE k.{column['client_id']} = ?"
-    )
+#: The key's fields the lookup reads: every field of :class:`KeyRecord` but the institution's name.
+_KEY_FIELDS = tuple(field.name for field in dataclasses.fields(KeyRecord) if field.name != "institution")
 
 
 async def find_key(client_id: str) -> KeyRecord | None:
-    """The key with this client ID (unique index), or None: one point read (:mod:`keyrelease.reads`)."""
-    row = await reads.one(_lookup_sql(), [client_id])
-    if row is None:
-        return None
-    return KeyRecord(
-        id=row["id"] if isinstance(row["id"], uuid.UUID) else uuid.UUID(row["id"]),
-        secret_hash=row["secret_hash"],
-        **{name: _moment(row[name]) for name in _MOMENTS},
-        institution=row["institution"],
-    )
-
-
-_MOMENTS = (
-    "verified_at", "locked_at", "revoked_at", "compromised_at", "revealed_at", "expires_at", "verification_deadline"
-)
-
-
-def _moment(value: str | datetime | None) -> datetime | None:
-    return None if value is None else reads.to_datetime(value)
+    """The key with this client ID (unique index), or None: one point read."""
+    row = await fastpath.key_by_client_id(client_id, _KEY_FIELDS)
+    return KeyRecord(**row) if row is not None else None
 
 
 class LastUseRecorder:

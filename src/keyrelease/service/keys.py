@@ -1,6 +1,6 @@
 """The key use-cases: create, verify, resend, reveal (admin and partner), revoke.
 
-Every limit is enforced by a conditional UPDATE whose WHERE clause states the whole rule
+Every limit is enforced by a conditional update whose WHERE clause states the whole rule
 (``... AND attempts_used < 5 AND verification_deadline > now``), so it holds under parallel
 requests in any number of processes: the database, not Python, decides who wins. Each
 use-case runs in one transaction; mail is queued in the same transaction as the change that
@@ -19,8 +19,9 @@ from datetime import datetime, timedelta
 from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
-from keyrelease import codes, credentials, metrics, reads, validation
+from keyrelease import codes, credentials, metrics, validation
 from keyrelease.clock import Clock
+from keyrelease.db import fastpath
 from keyrelease.mail import outbox
 from keyrelease.models import Admin, ApiKey, BudgetItem, EventType, Institution, KeyEvent, KeyKind, LockReason
 from keyrelease.policy import VerificationPolicy
@@ -250,7 +251,7 @@ class KeyService:
             return InvalidInput("code", "The code is six digits, 0-9.")
         now = self.clock.now()
         parsed = parse_key_id(key_id)
-        key = await reads.get(ApiKey, id=parsed, created_by_id=admin.id) if parsed else None
+        key = await fastpath.get(ApiKey, id=parsed, created_by_id=admin.id) if parsed else None
         if key is None:
             codes.code_matches(self._secret, _ABSENT_KEY, 0, code)
             metrics.verification("failed")
@@ -486,7 +487,7 @@ class KeyService:
         started = self.monotonic()
         now = self.clock.now()
         parsed = parse_key_id(key_id)
-        key = await reads.get(ApiKey, id=parsed, kind=KeyKind.PARTNER) if parsed else None
+        key = await fastpath.get(ApiKey, id=parsed, kind=KeyKind.PARTNER) if parsed else None
         matched = codes.otp_matches(self._secret, key.id if key else _ABSENT_KEY, one_time_password)
         if key is None:
             metrics.reveal("partner", "refused")

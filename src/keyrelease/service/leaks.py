@@ -5,8 +5,8 @@ secret-scanning partner program) and ``keyrelease keys report-leak``. A report n
 of a key that may authenticate (:func:`keyrelease.status.may_authenticate`) sets the key's
 ``compromised_at`` and ``compromise_url`` by one conditional update::
 
-    UPDATE api_key SET compromised_at = now, compromise_url = …
-    WHERE id = … AND secret_hash = … AND compromised_at IS NULL AND revoked_at IS NULL AND …
+    ApiKey.filter(id=…, secret_hash=…, compromised_at=None, revoked_at=None, …)
+          .update(compromised_at=now, compromise_url=…)
 
 and the transaction that wins it, and only that one, records LEAK_REPORTED and queues a notice
 to every admin of the key's institution (and, for a partner key, the partner). Parallel or

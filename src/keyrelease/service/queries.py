@@ -12,7 +12,8 @@ from datetime import datetime
 
 from tortoise.expressions import Q
 
-from keyrelease import reads, validation
+from keyrelease import validation
+from keyrelease.db import fastpath
 from keyrelease.models import Admin, ApiKey, KeyEvent, MessageKind, OutboxMessage
 from keyrelease.service.keys import parse_key_id
 from keyrelease.status import KeyStatus
@@ -71,13 +72,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 async def get_key(admin: Admin, key_id: str) -> ApiKey | None:
-    """One point read (:mod:`keyrelease.reads`): the key by id, within the admin's institution.
+    """One point read (:func:`keyrelease.db.fastpath.get`): the key by id, within the admin's institution.
     Raises :class:`BadQueryInput` for an id holding a control character."""
     _refuse_control_characters(id=key_id)
     parsed = parse_key_id(key_id)
     if parsed is None:
         return None
-    return await reads.get(ApiKey, id=parsed, institution_id=admin.institution_id)
+    return await fastpath.get(ApiKey, id=parsed, institution_id=admin.institution_id)
 
 
 async def list_keys(

@@ -4,12 +4,9 @@ Framework-free: callers pass the client address and the target (a client ID, a k
 admin id) and get back ``None`` (go ahead) or :class:`Limited` (refuse, with Retry-After).
 
 A counter is one row per *bucket* (``rule:subject``) holding the end of its current window
-and the count in it. Every check is **one** atomic upsert over all the buckets it touches::
-
-    INSERT INTO rate_limit_counter (bucket, window_end, count) VALUES (?, ?, 1), (?, ?, 1)
-    ON CONFLICT (bucket) DO UPDATE SET count = CASE WHEN <same window> THEN count + 1 ELSE 1 END, ...
-    RETURNING bucket, count, window_end
-
+and the count in it. Every check is **one** atomic upsert over all the buckets it touches
+(:func:`keyrelease.db.fastpath.hit_counters`: insert each counter at 1, or on conflict add one
+to it if its window is still the current one, else start it again at 1; return the counts),
 so limits hold across processes and instances on one PostgreSQL (and on SQLite ≥ 3.35),
 without a read-then-write race. A window that ended is reset by the same statement; a
 request from a clock slightly behind counts in the newer window. Rows whose window ended
@@ -29,10 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from tortoise import connections
-
 from keyrelease import metrics
 from keyrelease.clock import Clock
+from keyrelease.db import fastpath
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -99,31 +95,10 @@ class DatabaseCounterStore:
     """Counters in the ``rate_limit_counter`` table, shared by every instance."""
 
     async def hit(self, buckets: Sequence[tuple[str, int]]) -> dict[str, int]:
-        connection = connections.get("default")
-        postgres = connection.capabilities.dialect == "postgres"
-        values, params = [], []
-        for index, (bucket, window_end) in enumerate(buckets):
-            values.append(f"(${2 * index + 1}, ${2 * index + 2}, 1)" if postgres else "(?, ?, 1)")
-            params += [bucket, window_end]
-        t = "rate_limit_counter"
-        same_window = f"{t}.window_end >= excluded.window_end"
-        sql = (
-            f"INSERT INTO {t} (bucket, window_end, count) VALUES {', '.join(values)} "
-            f"ON CONFLICT (bucket) DO UPDATE SET "
-            f"count = CASE WHEN {same_window} THEN {t}.count + 1 ELSE 1 END, "
-            f"window_end = CASE WHEN {same_window} THEN {t}.window_end ELSE excluded.window_end END "
-            f"RETURNING bucket, count"
-        )
-        rows = await connection.execute_query_dict(sql, params)
-        return {row["bucket"]: int(row["count"]) for row in rows}
+        return await fastpath.hit_counters(buckets)
 
     async def prune(self, now: int) -> int:
-        connection = connections.get("default")
-        placeholder = "$1" if connection.capabilities.dialect == "postgres" else "?"
-        removed, _ = await connection.execute_query(
-            f"DELETE FROM rate_limit_counter WHERE window_end < {placeholder}", [now]
-        )
-        return removed
+        return await fastpath.prune_counters(now)
 
 
 class MemoryCounterStore:

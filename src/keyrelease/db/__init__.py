@@ -1,26 +1,34 @@
-"""Database configuration and migrations (Tortoise's built-in migration framework)."""
+"""The database: connection configuration and migrations (Tortoise's built-in migration
+framework). The rest of the package:
+
+* :mod:`keyrelease.db.sqlite`: Tortoise's SQLite client, with transactions that take the write
+  lock when they begin (``BEGIN IMMEDIATE``);
+* :mod:`keyrelease.db.fastpath`: every SQL statement keyrelease writes by hand (migrations
+  aside), behind named functions: the point reads of the hot paths, the rate-limit upsert, the
+  budget's conditional insert, and every private Tortoise hook they need.
+
+Nothing outside this package (and ``migrations/``) holds SQL text.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
 import pkgutil
-import re
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import asyncpg
-from tortoise import Tortoise, connections
+from tortoise import Tortoise
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.exceptions import DBConnectionError
 from tortoise.migrations.api import migrate as tortoise_migrate
 
 from keyrelease import files
+from keyrelease.db import fastpath
 
 APP = "models"
 MODELS_MODULE = "keyrelease.models"
@@ -38,12 +46,12 @@ class PoolSettings:
 
 
 def _connection(database_url: str, pool: PoolSettings) -> str | dict[str, Any]:
-    if database_url.startswith("sqlite://"):
+    if is_sqlite(database_url):
         config = expand_db_url(database_url)
         path = config["credentials"]["file_path"]
         if path and path != ":memory:":
             files.private_file(Path(path))  # 0600, and so its -wal and -shm files; 0700 directory
-        return {**config, "engine": "keyrelease.db_sqlite"}  # BEGIN IMMEDIATE; see db_sqlite.py
+        return {**config, "engine": "keyrelease.db.sqlite"}  # BEGIN IMMEDIATE; see db/sqlite.py
     parts = urlsplit(database_url)
     params = dict(parse_qsl(parts.query))
     return {
@@ -119,10 +127,7 @@ def migration_names() -> set[str]:
 
 async def pending_migrations() -> set[str]:
     """Shipped migrations not yet applied to the connected database."""
-    rows = await connections.get("default").execute_query_dict(
-        f"SELECT name FROM tortoise_migrations WHERE app = '{APP}'"
-    )
-    return migration_names() - {row["name"] for row in rows}
+    return migration_names() - await fastpath.applied_migrations(APP)
 
 
 def is_sqlite(database_url: str) -> bool:
@@ -146,33 +151,6 @@ async def connected(database_url: str, pool: PoolSettings | None = None) -> Asyn
         yield
     finally:
         await Tortoise.close_connections()
-
-
-def asyncpg_dsn(database_url: str) -> str:
-    """``postgres://…`` (our spelling) as asyncpg wants it: ``postgresql://…``."""
-    return re.sub(r"^(postgres|postgresql|asyncpg)://", "postgresql://", database_url)
-
-
-@contextlib.contextmanager
-def scratch_postgres(server_url: str, prefix: str) -> Iterator[str]:
-    """A new, empty database on the PostgreSQL server ``server_url`` points at (its URL, in
-    our spelling), dropped on the way out, connections and all. For the test suite and the
-    benchmark harness, which must never touch a database they did not create."""
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    server = asyncpg_dsn(server_url)
-
-    async def admin_sql(sql: str) -> None:
-        conn = await asyncpg.connect(server)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.rpartition("/")[0].replace("postgresql://", "postgres://", 1) + "/" + name
-    finally:
-        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 #: For Tortoise's own CLI: ``tortoise -c keyrelease.db.TORTOISE_ORM makemigrations``.
