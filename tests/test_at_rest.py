@@ -76,7 +76,7 @@ async def test_no_secret_rests_in_the_database_or_the_logs(api, settings, clock,
             await asyncio.sleep(0.01)
     assert mail.crashed
     clock.advance(seconds=60)
-    api.app.state.mail.dispatcher.wake()
+    api.app.state.services.dispatcher.wake()
     code4 = await api.code_for(ada, nth=4)
     # A dead letter: the partner's mail is refused for good.
     dead = await api.create_key(ada, **DEAD_PARTNER)
@@ -101,10 +101,10 @@ async def test_no_secret_rests_in_the_database_or_the_logs(api, settings, clock,
         return broken
 
     with monkeypatch.context() as patch:
-        patch.setattr(api.app.state.keys, "verify_key", crash(code4, otp, creds["clientSecret"], ada.token))
+        patch.setattr(api.app.state.services.keys, "verify_key", crash(code4, otp, creds["clientSecret"], ada.token))
         body = await api.gql(VERIFY_KEY, {"input": {"keyId": crashing["id"], "code": code4}}, ada.token)
         assert body["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
-        patch.setattr(api.app.state.oauth.clients, "authenticate", crash(creds["clientSecret"], basic_auth(creds["clientId"], creds["clientSecret"])))
+        patch.setattr(api.app.state.services.clients, "authenticate", crash(creds["clientSecret"], basic_auth(creds["clientId"], creds["clientSecret"])))
         assert (await request_token(api.client, creds["clientId"], creds["clientSecret"])).status_code == 500
     # Revoked: its real secret is refused.
     await api.gql("mutation($i: RevokeKeyInput!) { revokeKey(input: $i) { __typename } }", {"i": {"keyId": institutional["id"]}}, ada.token)

@@ -207,7 +207,7 @@ async def test_an_unexpected_error_is_logged_once_with_its_traceback_and_nothing
     async def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise KeyError(f"{code} {otp}")
 
-    monkeypatch.setattr(api.app.state.keys, "verify_key", broken)
+    monkeypatch.setattr(api.app.state.services.keys, "verify_key", broken)
     caplog.set_level(logging.DEBUG)
     query = f'mutation($i: VerifyKeyInput!) {{ verifyKey(input: $i) {{ __typename }} }} # {otp}'
     response = await api.post(query, {"i": {"keyId": key["id"], "code": code}, "otp": otp}, ada.token)

@@ -139,9 +139,9 @@ async def test_issuer_audience_ttl_and_scope_come_from_the_environment(tmp_path,
 def test_the_development_key_is_generated_once_into_var_with_mode_0600(settings, clock):
     key_file = settings.var_dir / DEVELOPMENT_KEY_NAME
     assert not key_file.exists()
-    first = create_app(settings, clock=clock).state.oauth.issuer.key_ring.signing.kid
+    first = create_app(settings, clock=clock).state.services.issuer.key_ring.signing.kid
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    second = create_app(settings, clock=clock).state.oauth.issuer.key_ring.signing.kid
+    second = create_app(settings, clock=clock).state.services.issuer.key_ring.signing.kid
     assert first == second
 
 

@@ -62,7 +62,7 @@ async def test_a_key_locked_by_wrong_codes_has_nothing_left_and_says_why(api):
 async def test_a_key_whose_window_closed_has_nothing_left_and_says_why(api, clock):
     ada = await api.admin()
     key = await api.create_key(ada)
-    clock.advance(api.app.state.settings.policy.verification_window_seconds)
+    clock.advance(api.app.state.services.settings.policy.verification_window_seconds)
     got = await state(api, ada, key["id"])
     assert (got["status"], got["resendsRemaining"], got["attemptsRemaining"], got["lockReason"]) == (
         "LOCKED", 0, 0, "WINDOW"
@@ -87,7 +87,7 @@ async def test_a_partner_key_reports_when_its_password_expires(api, clock):
     verified_at = clock.now()
     await api.verify(ada, key["id"], code)
     got = await state(api, ada, key["id"])
-    ttl = api.app.state.settings.policy.partner_otp_ttl_seconds
+    ttl = api.app.state.services.settings.policy.partner_otp_ttl_seconds
     assert datetime.fromisoformat(got["partnerPasswordExpiresAt"]) == verified_at + timedelta(seconds=ttl)
     assert (await api.data(KEY_QUERY, {"id": key["id"]}, ada.token))["key"]["status"] == "ACTIVE"
 
@@ -100,7 +100,7 @@ async def test_server_time_is_the_servers_clock(api, clock):
 
 async def test_policy_lists_the_enforced_maxima_to_an_admin(api):
     ada = await api.admin()
-    policy = api.app.state.settings.policy
+    policy = api.app.state.services.settings.policy
     got = (await api.data(
         "{ policy { codeTtlSeconds verificationWindowSeconds maxResends maxAttempts partnerPasswordTtlSeconds"
         " maxPendingKeysPerAdmin maxKeyLifetimeDays maxKeysPerAdminPerDay maxLockedKeysPerAdminPerDay"

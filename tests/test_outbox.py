@@ -150,7 +150,7 @@ class TestInProcessDispatcher:
 
     async def test_the_apps_dispatcher_is_woken_by_new_mail_rather_than_by_its_poll(self, settings, clock):
         application = create_app(settings, clock=clock)
-        dispatcher = application.state.mail.dispatcher
+        dispatcher = application.state.services.dispatcher
         dispatcher.poll_seconds = 3600  # once idle, only a wake-up makes it look again
         passes: list[int] = []
         pass_done = asyncio.Condition()

@@ -11,10 +11,11 @@ import uuid
 
 import pytest
 
+from keyrelease.client_address import client_address
 from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
 from keyrelease.models import Admin, RateLimitCounter
-from keyrelease.service.ratelimit import Rate, client_address
+from keyrelease.service.ratelimit import Rate
 from keyrelease.testing.api import CREATE_KEY, running_app
 from keyrelease.testing.settings import base_env
 from keyrelease.testing.tokens import FORM, GRANT, basic_auth, request_token
@@ -316,9 +317,9 @@ class TestPrune:
     async def test_prune_forgets_counters_of_ended_windows(self, app, client, clock):
         await request_token(client, unknown_client(), "x")
         assert await RateLimitCounter.all().count() == 2
-        assert await app.state.rate_limiter.prune() == 0
+        assert await app.state.services.limiter.prune() == 0
         clock.advance(seconds=61)
-        assert await app.state.rate_limiter.prune() == 2
+        assert await app.state.services.limiter.prune() == 2
         assert await RateLimitCounter.all().count() == 0
 
 

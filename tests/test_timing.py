@@ -142,8 +142,8 @@ class FloorWatch:
         self.now += seconds
 
     def install(self, app) -> None:  # type: ignore[no-untyped-def]
-        app.state.keys.monotonic = self.monotonic
-        app.state.keys.sleep = self.sleep
+        app.state.services.keys.monotonic = self.monotonic
+        app.state.services.keys.sleep = self.sleep
 
     async def of(self, call) -> list[float]:  # type: ignore[no-untyped-def]
         self.waits.clear()
@@ -158,10 +158,10 @@ async def failure_paths(api, app):  # type: ignore[no-untyped-def]
     eve = await api.admin(email="eve@other.example", institution="Other College")
     pending, code = await api.create_key_with_code(ada)
     locked, locked_code = await api.create_key_with_code(ada)
-    for _ in range(app.state.settings.policy.max_attempts):
+    for _ in range(app.state.services.settings.policy.max_attempts):
         await api.verify(ada, locked["id"], wrong(locked_code))
     exhausted = await api.create_key(ada, name="No resends left")
-    for _ in range(app.state.settings.policy.max_resends):
+    for _ in range(app.state.services.settings.policy.max_resends):
         assert (await api.resend(ada, exhausted["id"]))["__typename"] == "ApiKey"
     partner, partner_code = await api.create_key_with_code(ada, **PARTNER)
     assert (await api.verify(ada, partner["id"], partner_code))["status"] == "ACTIVE"

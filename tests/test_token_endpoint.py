@@ -330,7 +330,7 @@ async def test_an_unexpected_failure_is_logged_once_and_masked_and_its_log_holds
     async def broken(*args, **kwargs):
         raise RuntimeError(f"boom {creds['clientSecret']} from {header}")
 
-    monkeypatch.setattr(api.app.state.oauth.clients, "authenticate", broken)
+    monkeypatch.setattr(api.app.state.services.clients, "authenticate", broken)
     caplog.set_level(logging.ERROR, logger="keyrelease")
     response = await request_token(client, creds["clientId"], creds["clientSecret"])
     assert response.status_code == 500
@@ -351,7 +351,7 @@ async def test_an_unreachable_database_is_a_503_without_details(api, client, cap
     async def unreachable(*args, **kwargs):
         raise DBConnectionError("connection refused to db.internal:5432")
 
-    monkeypatch.setattr(api.app.state.oauth.clients, "authenticate", unreachable)
+    monkeypatch.setattr(api.app.state.services.clients, "authenticate", unreachable)
     response = await request_token(client, creds["clientId"], creds["clientSecret"])
     assert response.status_code == 503 and response.json()["error"] == "temporarily_unavailable"
     assert "db.internal" not in response.text and response.headers["retry-after"] == "1"

@@ -65,7 +65,7 @@ async def test_tokens_write_nothing_until_the_recorder_flushes_once_per_key(api,
     ada = await api.admin()
     key, creds = await released_key(api, ada)
     other, other_creds = await released_key(api, ada)
-    recorder = api.app.state.last_use
+    recorder = api.app.state.services.last_use
 
     with sql_log() as statements:
         for _ in range(20):
@@ -95,14 +95,14 @@ async def test_a_refused_request_is_not_a_use(api, client):
     ada = await api.admin()
     key, creds = await released_key(api, ada)
     assert (await request_token(client, creds["clientId"], "wrong")).status_code == 401
-    assert api.app.state.last_use.pending == {}
+    assert api.app.state.services.last_use.pending == {}
 
 
 async def test_last_use_only_moves_forward(api, client, clock):
     """Two instances flushing their own batches out of order still agree."""
     ada = await api.admin()
     key, creds = await released_key(api, ada)
-    recorder = api.app.state.last_use
+    recorder = api.app.state.services.last_use
     await request_token(client, creds["clientId"], creds["clientSecret"])
     later = clock.now()
     await recorder.flush()
@@ -125,7 +125,7 @@ async def test_pending_uses_are_written_on_shutdown(settings, clock):
 async def test_a_failed_flush_keeps_the_batch_for_the_next_one(api, client, monkeypatch):
     ada = await api.admin()
     key, creds = await released_key(api, ada)
-    recorder = api.app.state.last_use
+    recorder = api.app.state.services.last_use
     await request_token(client, creds["clientId"], creds["clientSecret"])
 
     def failing_transaction(*args, **kwargs):

@@ -176,8 +176,8 @@ async def test_sweeper_records_window_locks(app, api, clock):
     ada = await api.admin()
     key = await api.create_key(ada)
     clock.advance(901)
-    assert await app.state.keys.record_window_locks() == 1
-    assert await app.state.keys.record_window_locks() == 0
+    assert await app.state.services.keys.record_window_locks() == 1
+    assert await app.state.services.keys.record_window_locks() == 0
     locked = await api.key(ada, key["id"])
     [event] = [e for e in locked["events"] if e["type"] == "LOCKED"]
     assert event["detail"] == "WINDOW"

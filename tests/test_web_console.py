@@ -123,7 +123,7 @@ class LiveApp:
     def mails(self, predicate: Callable[[Any], bool], count: int = 1, timeout: float = 10) -> list[Any]:
         deadline = time.monotonic() + timeout
         while True:
-            found = [m for m in list(self.app.state.mail.transport.messages) if predicate(m)]
+            found = [m for m in list(self.app.state.services.transport.messages) if predicate(m)]
             if len(found) >= count:
                 return found
             if time.monotonic() > deadline:
@@ -338,7 +338,7 @@ def test_a_key_whose_secret_leaked_shows_compromised_with_where_it_was_found(pag
     page.get_by_role("button", name="Reveal credentials").click()
     secret = page.get_by_label("Client secret", exact=True).input_value()
     leak_url = "https://github.com/octo-org/octo-repo/blob/1234567/config.yml"
-    outcome = server.run(server.app.state.leaks.report(secret, url=leak_url, source="GitHub secret scanning (content)"))
+    outcome = server.run(server.app.state.services.leaks.report(secret, url=leak_url, source="GitHub secret scanning (content)"))
     assert outcome.true_positive
 
     page.reload()
@@ -386,7 +386,7 @@ def test_a_key_reaching_its_window_shows_the_lock(page: Page, admin: Admin, serv
     expect(page.locator("#clock-status")).to_have_text("The code expires in 4 minutes.")
     expect(page.locator("#clock-status")).to_have_attribute("aria-live", "polite")
 
-    window = server.app.state.settings.policy.verification_window_seconds
+    window = server.app.state.services.settings.policy.verification_window_seconds
     server.clock.advance(window - 60)
     page.clock.fast_forward((window - 60) * 1000)
 
@@ -407,6 +407,20 @@ def test_wrong_codes_until_none_are_left_lock_the_key(page: Page, admin: Admin):
     enter_code(page, wrong(right))
     expect(page.get_by_role("heading", name="This key is locked")).to_be_focused()
     expect(page.locator("#locked-reason")).to_contain_text("a wrong code was entered too many times")
+
+
+def test_a_code_is_tried_on_the_key_on_screen_alone(page: Page, admin: Admin):
+    """The verification screen of an earlier key, left in the same tab, no longer answers the
+    form: a wrong code on the second key's screen costs the first key nothing."""
+    sign_in(page, admin)
+    first = create_key(page, "First of two")
+    create_key(page, "Second of two")
+    enter_code(page, wrong(admin.code("Second of two")))
+    expect(page.locator("#attempts-left")).to_have_text("4")
+
+    page.goto(f"/#/keys/{first}")
+    expect(page.get_by_role("heading", name="Verify “First of two”")).to_be_visible()
+    expect(page.locator("#attempts-left")).to_have_text("5")
 
 
 # -- create form -----------------------------------------------------------------------
@@ -438,7 +452,7 @@ def test_validation_errors_from_the_api_appear_next_to_their_fields(page: Page, 
 
 
 def test_the_keys_list_is_newest_first_paginated_and_filtered(page: Page, admin: Admin, server: LiveApp):
-    keys = server.app.state.keys
+    keys = server.app.state.services.keys
     lister = Admin(server)
     made = []
     for n in range(1, 13):
@@ -594,7 +608,7 @@ def test_an_expired_code_clock_fits_its_card_at_320_px(browser: Browser, server:
         page.clock.install()
         sign_in(page, admin)
         create_key(page, "Narrow")
-        ttl = server.app.state.settings.policy.code_ttl_seconds
+        ttl = server.app.state.services.settings.policy.code_ttl_seconds
         server.clock.advance(ttl + 1)
         page.clock.fast_forward((ttl + 1) * 1000)
         expect(page.locator("#code-clock")).to_have_text("Expired")
@@ -636,7 +650,7 @@ def test_screenshots_of_every_screen(browser: Browser, server: LiveApp, tmp_path
     out = SCREENSHOTS if os.environ.get("KEYRELEASE_UPDATE_SCREENSHOTS") == "1" else tmp_path
     out.mkdir(parents=True, exist_ok=True)
     ada = Admin(server, institution="Example University", email="ada@uni.example", name="Ada Lovelace")
-    window = server.app.state.settings.policy.verification_window_seconds
+    window = server.app.state.services.settings.policy.verification_window_seconds
     context = browser.new_context(
         base_url=server.url, viewport={"width": 1000, "height": 720}, locale="en-GB", timezone_id="UTC"
     )

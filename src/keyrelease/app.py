@@ -5,51 +5,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Scope
 from tortoise.contrib.starlette import RegisterTortoise
 from tortoise.functions import Count
 
 from keyrelease import db, metrics, web
 from keyrelease.body_limit import BodyLimit
-from keyrelease.clock import Clock, SystemClock
+from keyrelease.clock import Clock
 from keyrelease.config import Settings
 from keyrelease.cors import AllowlistCORS
 from keyrelease.db import fastpath
 from keyrelease.deadline import RequestDeadline
+from keyrelease.graphql import errors as graphql_errors
 from keyrelease.graphql.schema import build_schema
 from keyrelease.graphql.view import GraphQLView
-from keyrelease.mail.dispatcher import Dispatcher
-from keyrelease.mail.plugins import TransportRegistry
-from keyrelease.mail.transport import Transport
 from keyrelease.models import DeliveryStatus, OutboxMessage
+from keyrelease.oauth import endpoints as oauth_endpoints
 from keyrelease.oauth.endpoints import OAuthEndpoints, TokenEndpoint
-from keyrelease.oauth.signing_keys import load_key_ring
-from keyrelease.oauth.tokens import TokenIssuer
 from keyrelease.request_id import RequestId
 from keyrelease.secret_scanning.github import GitHubSecretScanning
-from keyrelease.service.clients import ClientAuthenticator, LastUseRecorder
-from keyrelease.service.keys import KeyService
-from keyrelease.service.leaks import LeakService
-from keyrelease.service.ratelimit import DatabaseCounterStore, MemoryCounterStore, RateLimiter
-from keyrelease.worker import sweep_window_locks
+from keyrelease.services import background, build_services
 
 log = logging.getLogger("keyrelease")
-#: How often counters of ended rate-limit windows are deleted.
-PRUNE_SECONDS = 60
-
-
-@dataclass
-class Mail:
-    transport: Transport
-    dispatcher: Dispatcher
+#: The OAuth endpoints' prefix: a request under it that gets a 503 gets it in RFC 6749's shape.
+OAUTH_PREFIX = "/ids/"
 
 
 def create_app(
@@ -58,18 +44,16 @@ def create_app(
     clock: Clock | None = None,
     migrate: bool = False,
 ) -> Starlette:
-    """Build the service. Settings are validated and the mail transport is built here, so a
-    bad configuration fails before anything listens."""
+    """Build the service. Settings are validated and the services built here (the mail
+    transport, the signing keys), so a bad configuration fails before anything listens.
+    The services are ``app.state.services``."""
     settings = settings or Settings.from_env()
-    clock = clock or SystemClock()
-    transport = TransportRegistry(settings.plugins).create(settings.mail_transport, settings.environ)
-    dispatcher = Dispatcher.from_settings(settings, transport, clock)
-    keys = KeyService(
-        server_secret=settings.secret_key,
-        policy=settings.policy,
-        clock=clock,
-        region=settings.region,
-        on_mail_queued=dispatcher.wake,
+    services = build_services(settings, clock)
+    oauth = OAuthEndpoints(
+        services.clients,
+        services.issuer,  # signing keys are read once, here
+        limiter=services.limiter,
+        trusted_proxies=settings.trusted_proxies,
     )
     schema = build_schema(
         introspection=settings.graphql_introspection,
@@ -77,39 +61,24 @@ def create_app(
         max_tokens=settings.graphql_max_tokens,
         max_cost=settings.graphql_max_cost,
     )
-    last_use = LastUseRecorder(flush_seconds=settings.last_used_flush_seconds)
-    store = MemoryCounterStore() if settings.rate_limits_in_memory else DatabaseCounterStore()
-    limiter = RateLimiter(settings.rate_limits, store, clock)
-    oauth = OAuthEndpoints(
-        ClientAuthenticator(clock=clock, last_use=last_use),
-        TokenIssuer(
-            load_key_ring(settings),  # signing keys are read once, here
-            issuer=settings.token_issuer,
-            audience=settings.jwt_audience,
-            ttl_seconds=settings.token_ttl_seconds,
-            scope=settings.token_scope,
-            clock=clock,
-        ),
-        limiter=limiter,
-        trusted_proxies=settings.trusted_proxies,
-    )
     graphql_app: ASGIApp = BodyLimit(
         GraphQLView(
             schema,
-            keys=keys,
-            clock=clock,
+            keys=services.keys,
+            clock=services.clock,
+            limiter=services.limiter,
+            trusted_proxies=settings.trusted_proxies,
             graphiql=settings.graphiql,
             max_unauthenticated_bytes=settings.graphql_max_unauthenticated_bytes,
         ),
         settings.max_body_bytes,
     )
-    leaks = LeakService(clock=clock, on_mail_queued=dispatcher.wake)
     secret_scanning = []
     if settings.secret_scanning_keys is not None:  # served only when GitHub's keys are configured
         scanning = GitHubSecretScanning(
             keys=settings.secret_scanning_keys,
-            leaks=leaks,
-            limiter=limiter,
+            leaks=services.leaks,
+            limiter=services.limiter,
             max_body_bytes=settings.secret_scanning_max_body_bytes,
             trusted_proxies=settings.trusted_proxies,
         )
@@ -127,27 +96,12 @@ def create_app(
         async with RegisterTortoise(app, config=config, _enable_global_fallback=True):
             await _open_connection()
             fastpath.open_reader()
-            tasks = [
-                asyncio.create_task(last_use.run_forever(), name="keyrelease-last-use"),
-                asyncio.create_task(_every(PRUNE_SECONDS, "rate-limit", limiter.prune), name="keyrelease-rate-limit-prune"),
-                # admin budget entries no window counts any more
-                asyncio.create_task(
-                    _every(PRUNE_SECONDS, "budget", lambda: keys.budget.prune(keys.clock.now())),
-                    name="keyrelease-budget-prune",
-                ),
-            ]
-            if settings.dispatcher_enabled:
-                tasks.append(asyncio.create_task(dispatcher.run_forever(), name="keyrelease-dispatcher"))
-                tasks.append(asyncio.create_task(sweep_window_locks(keys), name="keyrelease-sweeper"))
             try:
-                yield
+                async with background(services, upkeep=True, delivery=settings.dispatcher_enabled):
+                    yield
             finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
                 fastpath.close_reader()
-                await _final_flush(last_use)
-                await transport.close()
+                await services.transport.close()
 
     app = Starlette(
         routes=[  # the busiest first: the router tries them in order
@@ -162,38 +116,20 @@ def create_app(
         ],
         middleware=[
             Middleware(RequestId),
-            Middleware(RequestDeadline, seconds=settings.request_timeout_seconds),
+            Middleware(RequestDeadline, seconds=settings.request_timeout_seconds, unavailable=_unavailable_body),
         ],
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.clock = clock
-    app.state.keys = keys
-    app.state.leaks = leaks
-    app.state.mail = Mail(transport=transport, dispatcher=dispatcher)
-    app.state.oauth = oauth
-    app.state.last_use = last_use
-    app.state.rate_limiter = limiter
+    app.state.services = services
     return app
 
 
-async def _final_flush(last_use: LastUseRecorder) -> None:
-    try:
-        await last_use.flush()
-    except Exception:
-        log.exception("last-use flush on shutdown failed")
-
-
-async def _every(seconds: float, what: str, prune: Callable[[], Awaitable[object]]) -> None:
-    """Run ``prune`` now and every ``seconds``; a failure is a warning, the next pass tries again."""
-    while True:
-        try:
-            await prune()
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:  # noqa: BLE001 - the next pass tries again
-            log.warning("%s prune failed (%s)", what, type(err).__name__)
-        await asyncio.sleep(seconds)
+def _unavailable_body(scope: Scope) -> object:
+    """The body of a 503 past the request deadline: RFC 6749's error for the OAuth endpoints,
+    a GraphQL error everywhere else."""
+    if str(scope.get("path", "")).startswith(OAUTH_PREFIX):
+        return oauth_endpoints.UNAVAILABLE_BODY
+    return graphql_errors.UNAVAILABLE_BODY
 
 
 async def metrics_endpoint(request: Request) -> Response:

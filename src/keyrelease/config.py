@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from keyrelease import files, validation
+from keyrelease.client_address import IPNetwork, parse_networks
 from keyrelease.db import PoolSettings
 from keyrelease.exceptions import ConfigError, TemplateError
 from keyrelease.mail.templates import MailTemplates, load_templates
 from keyrelease.policy import VerificationPolicy
 from keyrelease.secret_scanning.public_keys import PublicKeysError, ScanningKeys, load_keys
 from keyrelease.service.admins import DEFAULT_TTL_DAYS, MAX_TTL_DAYS
-from keyrelease.service.ratelimit import IPNetwork, Rate, RateLimits, parse_networks
+from keyrelease.service.ratelimit import Rate, RateLimits
 
 PREFIX = "KEYRELEASE_"
 _MIN_SECRET_LENGTH = 32

@@ -13,6 +13,20 @@ from typing import Any
 from tortoise import fields
 from tortoise.models import Model
 
+from keyrelease.validation import EMAIL_MAX
+
+# The longest value of each text column that takes outside input or outside text. The input
+# checks (keyrelease.service) and the cuts before a write (the mail dispatcher) use these names,
+# so each limit is written once, here. An email address column is EMAIL_MAX wide.
+KEY_NAME_MAX = 100
+#: An institution's, an admin's or a partner's name.
+NAME_MAX = 200
+CLIENT_ID_MAX = 80
+URL_MAX = 2048
+EVENT_DETAIL_MAX = 200
+PROVIDER_MESSAGE_ID_MAX = 200
+DELIVERY_ERROR_MAX = 500
+
 
 class KeyKind(StrEnum):
     INSTITUTIONAL = "INSTITUTIONAL"
@@ -64,7 +78,7 @@ class DeliveryStatus(StrEnum):
 
 class Institution(Model):
     id = fields.IntField(primary_key=True)
-    name = fields.CharField(max_length=200, unique=True)
+    name = fields.CharField(max_length=NAME_MAX, unique=True)
     created_at = fields.DatetimeField()
 
     class Meta:
@@ -76,8 +90,8 @@ class Admin(Model):
     institution: fields.ForeignKeyRelation[Institution] = fields.ForeignKeyField(
         "models.Institution", related_name="admins", on_delete=fields.RESTRICT
     )
-    email = fields.CharField(max_length=254, unique=True)
-    name = fields.CharField(max_length=200, default="")
+    email = fields.CharField(max_length=EMAIL_MAX, unique=True)
+    name = fields.CharField(max_length=NAME_MAX, default="")
     created_at = fields.DatetimeField()
 
     institution_id: int
@@ -112,13 +126,13 @@ class ApiKey(Model):
         "models.Admin", related_name="keys", null=True, on_delete=fields.RESTRICT
     )
     kind = fields.CharEnumField(KeyKind, max_length=16)
-    name = fields.CharField(max_length=100)
-    client_id = fields.CharField(max_length=80, unique=True)
+    name = fields.CharField(max_length=KEY_NAME_MAX)
+    client_id = fields.CharField(max_length=CLIENT_ID_MAX, unique=True)
     secret_hash = fields.CharField(max_length=64, null=True)
     #: The creating admin's address when the key was made: later changes do not redirect codes.
-    notify_email = fields.CharField(max_length=254, null=True)
-    partner_name = fields.CharField(max_length=200, null=True)
-    partner_email = fields.CharField(max_length=254, null=True)
+    notify_email = fields.CharField(max_length=EMAIL_MAX, null=True)
+    partner_name = fields.CharField(max_length=NAME_MAX, null=True)
+    partner_email = fields.CharField(max_length=EMAIL_MAX, null=True)
     created_at = fields.DatetimeField()
     expires_at = fields.DatetimeField(null=True)
     verification_deadline = fields.DatetimeField(null=True)
@@ -136,7 +150,7 @@ class ApiKey(Model):
     legacy = fields.BooleanField(default=False)
     #: When a leak of the secret was reported (status COMPROMISED), and where it was found.
     compromised_at = fields.DatetimeField(null=True)
-    compromise_url = fields.CharField(max_length=2048, null=True)
+    compromise_url = fields.CharField(max_length=URL_MAX, null=True)
     last_used_at = fields.DatetimeField(null=True)
 
     institution_id: int
@@ -158,7 +172,7 @@ class KeyEvent(Model):
     )
     type = fields.CharEnumField(EventType, max_length=32)
     at = fields.DatetimeField()
-    detail = fields.CharField(max_length=200, null=True)
+    detail = fields.CharField(max_length=EVENT_DETAIL_MAX, null=True)
 
     key_id: str
 
@@ -182,16 +196,16 @@ class OutboxMessage(Model):
         "models.ApiKey", related_name="messages", null=True, on_delete=fields.CASCADE
     )
     kind = fields.CharEnumField(MessageKind, max_length=32)
-    recipient = fields.CharField(max_length=254)
+    recipient = fields.CharField(max_length=EMAIL_MAX)
     payload: dict[str, Any] = fields.JSONField()
     status = fields.CharEnumField(DeliveryStatus, max_length=16, default=DeliveryStatus.PENDING)
     attempts = fields.IntField(default=0)
     created_at = fields.DatetimeField()
     next_attempt_at = fields.DatetimeField()
     lease_until = fields.DatetimeField(null=True)
-    last_error = fields.CharField(max_length=500, null=True)
+    last_error = fields.CharField(max_length=DELIVERY_ERROR_MAX, null=True)
     sent_at = fields.DatetimeField(null=True)
-    provider_message_id = fields.CharField(max_length=200, null=True)
+    provider_message_id = fields.CharField(max_length=PROVIDER_MESSAGE_ID_MAX, null=True)
 
     key_id: str | None
 

@@ -18,6 +18,10 @@ being part of it:
 
 Inputs are refused, never cleaned: what is stored is exactly what was sent. Text that is shown
 anyway (a row written before this rule, a log line) goes through :func:`visible`.
+
+How long a value may be is the width of the column it is stored in: the ``*_MAX`` constants of
+:mod:`keyrelease.models`, which the input checks use too; an email address's, :data:`EMAIL_MAX`,
+is RFC 5321's and stands here.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Run it beside ``keyrelease serve`` instances started with ``KEYRELEASE_DISPATCHER=false``, or
 several of it: outbox claims and lock records are conditional updates, safe in parallel.
-SIGTERM or SIGINT stops it after the message in hand.
+SIGTERM or SIGINT stops it after the message in hand. The services and the loops are the
+ones ``serve`` runs (:mod:`keyrelease.services`).
 """
 
 from __future__ import annotations
@@ -12,55 +13,26 @@ import logging
 import signal
 
 from keyrelease import db
-from keyrelease.clock import Clock, SystemClock
+from keyrelease.clock import Clock
 from keyrelease.config import Settings
-from keyrelease.mail.dispatcher import Dispatcher
-from keyrelease.mail.plugins import TransportRegistry
-from keyrelease.service.keys import KeyService
+from keyrelease.services import background, build_services
 
 log = logging.getLogger("keyrelease.worker")
-SWEEP_SECONDS = 15
-
-
-async def sweep_window_locks(keys: KeyService, every: float = SWEEP_SECONDS) -> None:
-    """Record LOCKED for keys whose window closed with nobody looking. Status is derived from
-    timestamps, so correctness never waits for this; it keeps the event history complete."""
-    while True:
-        try:
-            recorded = await keys.record_window_locks()
-            if recorded:
-                log.info("recorded %d window lock(s)", recorded)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("window-lock sweep failed")
-        await asyncio.sleep(every)
 
 
 async def run_worker(settings: Settings, *, clock: Clock | None = None) -> None:
-    clock = clock or SystemClock()
-    transport = TransportRegistry(settings.plugins).create(settings.mail_transport, settings.environ)
-    dispatcher = Dispatcher.from_settings(settings, transport, clock)
-    keys = KeyService(
-        server_secret=settings.secret_key, policy=settings.policy, clock=clock, region=settings.region
-    )
+    services = build_services(settings, clock)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         async with db.connected(settings.database_url, settings.database_pool):
-            log.info("worker started (transport %s)", transport.name)
-            tasks = [
-                asyncio.create_task(dispatcher.run_forever(), name="keyrelease-dispatcher"),
-                asyncio.create_task(sweep_window_locks(keys), name="keyrelease-sweeper"),
-            ]
-            await stop.wait()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            log.info("worker started (transport %s)", services.transport.name)
+            async with background(services, upkeep=False, delivery=True):
+                await stop.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        await transport.close()
+        await services.transport.close()
     log.info("worker stopped")

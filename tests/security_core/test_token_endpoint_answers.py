@@ -210,7 +210,7 @@ async def test_an_unreachable_database_is_a_retryable_503_logged_once_by_excepti
     async def unreachable(*_args):
         raise DBConnectionError("connection to db.internal:5432 refused")
 
-    monkeypatch.setattr(app.state.oauth.clients, "authenticate", unreachable)
+    monkeypatch.setattr(app.state.services.clients, "authenticate", unreachable)
     caplog.set_level(logging.INFO, logger="keyrelease.oauth")
     response = await client.post(LOGIN, content=GRANT, headers={**FORM, "Authorization": UNKNOWN})
     assert response.status_code == 503
@@ -226,7 +226,7 @@ async def test_an_unexpected_failure_is_a_500_logged_once_with_its_traceback(app
     async def crash(*_args):
         raise RuntimeError("unexpected")
 
-    monkeypatch.setattr(app.state.oauth.clients, "authenticate", crash)
+    monkeypatch.setattr(app.state.services.clients, "authenticate", crash)
     response = await client.post(LOGIN, content=GRANT, headers={**FORM, "Authorization": UNKNOWN})
     assert response.status_code == 500
     assert response.json() == error("server_error", "The server could not issue a token.")

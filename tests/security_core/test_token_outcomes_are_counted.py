@@ -32,7 +32,7 @@ async def test_malformed_and_oversize_requests_count_as_invalid_requests(client)
 
 
 async def test_a_failure_of_the_service_counts_as_an_error(app, client, monkeypatch):
-    clients = app.state.oauth.clients
+    clients = app.state.services.clients
 
     async def crash(*_args):
         raise RuntimeError("boom")

@@ -9,12 +9,14 @@ from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from keyrelease import client_address
+from keyrelease.client_address import IPNetwork
 from keyrelease.clock import Clock
 from keyrelease.graphql.loaders import Loaders
 from keyrelease.models import Admin
 from keyrelease.service import admins
 from keyrelease.service.keys import KeyService, parse_key_id
-from keyrelease.service.ratelimit import Limited, RateLimiter, client_address
+from keyrelease.service.ratelimit import Limited, RateLimiter
 
 
 class ClientError(GraphQLError):
@@ -43,6 +45,8 @@ class Context:
     request: Request
     keys: KeyService
     clock: Clock
+    limiter: RateLimiter
+    trusted_proxies: tuple[IPNetwork, ...]
     response: Response | None = None
     loaders: Loaders = field(default_factory=Loaders, init=False)
     _admin: Admin | None = field(default=None, init=False)
@@ -77,8 +81,7 @@ class Context:
         admin = await self.admin()
         async with self._once:
             if not self._query_counted:
-                limiter = self._limiter()
-                self._query_limited = await limiter.admin_query(admin.id) if limiter is not None else None
+                self._query_limited = await self.limiter.admin_query(admin.id)
                 self._query_counted = True
         self._refuse_if(self._query_limited)
         return admin
@@ -87,29 +90,15 @@ class Context:
         """The authenticated admin, counted against the per-admin mutation limit. What the
         request loaded before is forgotten: this mutation may change it."""
         admin = await self.admin()
-        limiter = self._limiter()
-        if limiter is not None:
-            self._refuse_if(await limiter.admin_mutation(admin.id))
+        self._refuse_if(await self.limiter.admin_mutation(admin.id))
         self.loaders.forget()
         return admin
 
     async def check_partner_reveal(self, key_id: str) -> None:
         """Count a partner's revealKey per client address and per key; raise when over."""
-        limiter = self._limiter()
-        if limiter is None:
-            return
         parsed = parse_key_id(key_id)
-        self._refuse_if(await limiter.partner_reveal(self.client_address(), str(parsed) if parsed else key_id))
-
-    def client_address(self) -> str:
-        return client_address(
-            self.request.client.host if self.request.client else None,
-            self.request.headers.getlist("x-forwarded-for"),
-            self.request.app.state.settings.trusted_proxies,
-        )
-
-    def _limiter(self) -> RateLimiter | None:
-        return getattr(self.request.app.state, "rate_limiter", None)
+        address = client_address.of_request(self.request, self.trusted_proxies)
+        self._refuse_if(await self.limiter.partner_reveal(address, str(parsed) if parsed else key_id))
 
     def _refuse_if(self, limited: Limited | None) -> None:
         if limited is None:

@@ -24,6 +24,7 @@ from graphql import FieldNode, GraphQLError, GraphQLSyntaxError, ValueNode
 from strawberry.types import ExecutionContext
 
 from keyrelease import db
+from keyrelease.deadline import UNAVAILABLE
 
 log = logging.getLogger("keyrelease.graphql")
 
@@ -33,6 +34,9 @@ BAD_USER_INPUT = "BAD_USER_INPUT"
 INTERNAL = "INTERNAL_SERVER_ERROR"
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 INTERNAL_MESSAGE = "Internal error."
+#: The body of the 503 :class:`keyrelease.deadline.RequestDeadline` sends for a GraphQL request
+#: (and for the other routes that are not the token endpoint).
+UNAVAILABLE_BODY = {"errors": [{"message": UNAVAILABLE, "extensions": {"code": SERVICE_UNAVAILABLE}}]}
 
 
 def expected_code(error: GraphQLError) -> str | None:

@@ -13,28 +13,28 @@ from keyrelease.graphql.types import KeyKind
 class CreateKeyInput:
     name: str
     kind: KeyKind
-    expires_at: datetime | None = strawberry.field(name="expiresAt", default=None)
-    partner_name: str | None = strawberry.field(name="partnerName", default=None)
-    partner_email: str | None = strawberry.field(name="partnerEmail", default=None)
+    expires_at: datetime | None = None
+    partner_name: str | None = None
+    partner_email: str | None = None
 
 
 @strawberry.input
 class VerifyKeyInput:
-    key_id: strawberry.ID = strawberry.field(name="keyId")
+    key_id: strawberry.ID
     code: str
 
 
 @strawberry.input
 class ResendCodeInput:
-    key_id: strawberry.ID = strawberry.field(name="keyId")
+    key_id: strawberry.ID
 
 
 @strawberry.input(description="An admin reveals an institutional key with keyId alone; a partner adds oneTimePassword.")
 class RevealKeyInput:
-    key_id: strawberry.ID = strawberry.field(name="keyId")
-    one_time_password: str | None = strawberry.field(name="oneTimePassword", default=None)
+    key_id: strawberry.ID
+    one_time_password: str | None = None
 
 
 @strawberry.input
 class RevokeKeyInput:
-    key_id: strawberry.ID = strawberry.field(name="keyId")
+    key_id: strawberry.ID

@@ -73,7 +73,7 @@ def _map(result: object) -> Any:
     """A service result to its GraphQL type."""
     match result:
         case ApiKeyModel():
-            return ApiKey(model=result)
+            return ApiKey.of(result)
         case results.Credentials(client_id=client_id, client_secret=secret):
             return KeyCredentials(client_id=client_id, client_secret=secret)
         case results.VerificationFailed(message=message):
@@ -100,7 +100,6 @@ class Query:
         return AdminType.of(await info.context.querying_admin())
 
     @strawberry.field(
-        name="serverTime",
         description="The server's clock, so a client can show deadlines and countdowns without trusting its own.",
     )
     def server_time(self, info: Info[Context, None]) -> datetime:
@@ -117,7 +116,7 @@ class Query:
             model = await queries.get_key(await info.context.querying_admin(), id)
         except queries.BadQueryInput as err:
             raise ClientError(str(err), "BAD_USER_INPUT") from None
-        return ApiKey(model=model) if model else None
+        return ApiKey.of(model) if model else None
 
     @strawberry.field(description="Keys of your institution, newest first.")
     async def keys(
@@ -136,7 +135,7 @@ class Query:
         except queries.BadQueryInput as err:
             raise ClientError(str(err), "BAD_USER_INPUT") from None
         await loaders.preload([k.id for k in page.keys], _asked_of_each_key(info.selected_fields))
-        edges = [KeyEdge(cursor=queries.encode_cursor(k), node=ApiKey(model=k)) for k in page.keys]
+        edges = [KeyEdge(cursor=queries.encode_cursor(k), node=ApiKey.of(k)) for k in page.keys]
         return KeyConnection(
             edges=edges,
             page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None),
@@ -156,7 +155,7 @@ def _asked_of_each_key(selections: list[Selection]) -> set[str]:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(name="createKey", description="Create a key, held PENDING_VERIFICATION; a code is emailed to you.")
+    @strawberry.mutation(description="Create a key, held PENDING_VERIFICATION; a code is emailed to you.")
     async def create_key(self, info: Info[Context, None], input: CreateKeyInput) -> CreateKeyResult:
         admin = await info.context.mutating_admin()
         return _map(
@@ -170,13 +169,12 @@ class Mutation:
             )
         )
 
-    @strawberry.mutation(name="verifyKey", description="Enter the emailed code. Every failure is the same VerificationError.")
+    @strawberry.mutation(description="Enter the emailed code. Every failure is the same VerificationError.")
     async def verify_key(self, info: Info[Context, None], input: VerifyKeyInput) -> VerifyKeyResult:
         admin = await info.context.mutating_admin()
         return _map(await info.context.keys.verify_key(admin, input.key_id, input.code))
 
     @strawberry.mutation(
-        name="resendCode",
         description="Send a new code (the previous one stops working). Every failure is the same VerificationError, "
         "except CodeEmailLimitError for your own resendable key when your hourly code emails are spent.",
     )
@@ -185,7 +183,6 @@ class Mutation:
         return _map(await info.context.keys.resend_code(admin, input.key_id))
 
     @strawberry.mutation(
-        name="revealKey",
         description="Return the credentials once: an admin for an institutional key, a partner with the emailed oneTimePassword.",
     )
     async def reveal_key(self, info: Info[Context, None], input: RevealKeyInput) -> RevealKeyResult:
@@ -195,7 +192,7 @@ class Mutation:
         admin = await info.context.mutating_admin()
         return _map(await info.context.keys.reveal_key(admin, input.key_id))
 
-    @strawberry.mutation(name="revokeKey", description="Revoke a key of your institution; it can never be used again.")
+    @strawberry.mutation(description="Revoke a key of your institution; it can never be used again.")
     async def revoke_key(self, info: Info[Context, None], input: RevokeKeyInput) -> RevokeKeyResult:
         admin = await info.context.mutating_admin()
         return _map(await info.context.keys.revoke_key(admin, input.key_id))

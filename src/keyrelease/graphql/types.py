@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import TypeVar
 
 import strawberry
-from strawberry.types import Info
+from strawberry.types import Info, get_object_definition
+from strawberry.types.private import is_private
 
 from keyrelease import models
 from keyrelease.graphql.context import Context
@@ -64,7 +65,7 @@ class PendingKeyLimitError(Error):
 class DailyKeyLimitError(Error):
     message: str
     limit: int
-    retry_at: datetime = strawberry.field(name="retryAt", description="From this moment another key can be created.")
+    retry_at: datetime = strawberry.field(description="From this moment another key can be created.")
 
 
 @strawberry.type(
@@ -74,7 +75,7 @@ class DailyKeyLimitError(Error):
 class CodeEmailLimitError(Error):
     message: str
     limit: int
-    retry_at: datetime = strawberry.field(name="retryAt", description="From this moment another code can be emailed.")
+    retry_at: datetime = strawberry.field(description="From this moment another code can be emailed.")
 
 
 @strawberry.type(
@@ -84,8 +85,8 @@ class CodeEmailLimitError(Error):
 class KeyCreationSuspendedError(Error):
     message: str
     limit: int
-    locked_keys: int = strawberry.field(name="lockedKeys", description="Your keys locked by wrong codes in the last 24 hours.")
-    retry_at: datetime = strawberry.field(name="retryAt", description="From this moment keys can be created again.")
+    locked_keys: int = strawberry.field(description="Your keys locked by wrong codes in the last 24 hours.")
+    retry_at: datetime = strawberry.field(description="From this moment keys can be created again.")
 
 
 @strawberry.type(description="No key with this id is visible to you.")
@@ -105,12 +106,12 @@ class Delivery:
     status: DeliveryStatus
     attempts: int = strawberry.field(description="Sending attempts so far (automatic retries; not resends).")
     at: datetime = strawberry.field(description="When the message was queued.")
-    sent_at: datetime | None = strawberry.field(name="sentAt", description="When the provider accepted it.")
+    sent_at: datetime | None = strawberry.field(description="When the provider accepted it.")
     next_attempt_at: datetime | None = strawberry.field(
-        name="nextAttemptAt", description="While PENDING: when the next attempt is due."
+        description="While PENDING: when the next attempt is due."
     )
     last_error: str | None = strawberry.field(
-        name="lastError", description="Why the last attempt failed, as the transport reported it."
+        description="Why the last attempt failed, as the transport reported it."
     )
 
     @classmethod
@@ -125,123 +126,109 @@ class Delivery:
         )
 
 
+# Resolvers of ApiKey's computed fields: what depends on the clock and the policy
+# (keyrelease.service.keys), or comes from another table (the loaders).
+
+
+def _status(root: ApiKey, info: Info[Context, None]) -> KeyStatus:
+    return key_status(root.model, info.context.clock.now())
+
+
+def _code_expires_at(root: ApiKey, info: Info[Context, None]) -> datetime | None:
+    return info.context.keys.code_expires_at(root.model)
+
+
+def _resends_remaining(root: ApiKey, info: Info[Context, None]) -> int:
+    return info.context.keys.resends_remaining(root.model, info.context.clock.now())
+
+
+def _attempts_remaining(root: ApiKey, info: Info[Context, None]) -> int:
+    return info.context.keys.attempts_remaining(root.model, info.context.clock.now())
+
+
+def _lock_reason(root: ApiKey, info: Info[Context, None]) -> LockReason | None:
+    return info.context.keys.lock_reason(root.model, info.context.clock.now())
+
+
+def _partner_password_expires_at(root: ApiKey, info: Info[Context, None]) -> datetime | None:
+    return info.context.keys.partner_password_expires_at(root.model)
+
+
+def _last_delivery(root: ApiKey, info: Info[Context, None]) -> Delivery | None:
+    return _now_or_later(info.context.loaders.last_delivery.load(root.model.id), _delivery)
+
+
+def _events(root: ApiKey, info: Info[Context, None]) -> list[KeyEvent]:
+    return _now_or_later(info.context.loaders.events.load(root.model.id), _key_events)
+
+
 @strawberry.type(description="An API key. Secrets are never part of it.")
 class ApiKey:
-    model: strawberry.Private[models.ApiKey]
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(str(self.model.id))
-
-    @strawberry.field
-    def name(self) -> str:
-        return self.model.name
-
-    @strawberry.field
-    def kind(self) -> KeyKind:
-        return self.model.kind
-
-    @strawberry.field
-    def status(self, info: Info[Context, None]) -> KeyStatus:
-        return key_status(self.model, info.context.clock.now())
-
-    @strawberry.field(name="clientId")
-    def client_id(self) -> str:
-        return self.model.client_id
-
-    @strawberry.field(name="createdAt")
-    def created_at(self) -> datetime:
-        return self.model.created_at
-
-    @strawberry.field(name="expiresAt")
-    def expires_at(self) -> datetime | None:
-        return self.model.expires_at
-
-    @strawberry.field(name="verificationDeadline", description="Verify before this, or the key locks for ever.")
-    def verification_deadline(self) -> datetime | None:
-        return self.model.verification_deadline
-
-    @strawberry.field(name="codeExpiresAt", description="When the current code stops working (null once verified).")
-    def code_expires_at(self, info: Info[Context, None]) -> datetime | None:
-        if self.model.verified_at is not None:
-            return None
-        return info.context.keys.code_expires_at(self.model)
-
-    @strawberry.field(name="resendsRemaining", description="New codes that can still be sent: 0 unless PENDING_VERIFICATION.")
-    def resends_remaining(self, info: Info[Context, None]) -> int:
-        return info.context.keys.resends_remaining(self.model, info.context.clock.now())
-
-    @strawberry.field(name="attemptsRemaining", description="Codes that can still be tried: 0 unless PENDING_VERIFICATION.")
-    def attempts_remaining(self, info: Info[Context, None]) -> int:
-        return info.context.keys.attempts_remaining(self.model, info.context.clock.now())
-
-    @strawberry.field(name="lockReason", description="Why the key is LOCKED; null unless it is.")
-    def lock_reason(self, info: Info[Context, None]) -> LockReason | None:
-        return info.context.keys.lock_reason(self.model, info.context.clock.now())
-
-    @strawberry.field(
-        name="partnerPasswordExpiresAt",
+    id: strawberry.ID
+    name: str
+    kind: KeyKind
+    status: KeyStatus = strawberry.field(resolver=_status)
+    client_id: str
+    created_at: datetime
+    expires_at: datetime | None
+    verification_deadline: datetime | None = strawberry.field(description="Verify before this, or the key locks for ever.")
+    code_expires_at: datetime | None = strawberry.field(
+        resolver=_code_expires_at, description="When the current code stops working (null once verified)."
+    )
+    resends_remaining: int = strawberry.field(
+        resolver=_resends_remaining, description="New codes that can still be sent: 0 unless PENDING_VERIFICATION."
+    )
+    attempts_remaining: int = strawberry.field(
+        resolver=_attempts_remaining, description="Codes that can still be tried: 0 unless PENDING_VERIFICATION."
+    )
+    lock_reason: LockReason | None = strawberry.field(
+        resolver=_lock_reason, description="Why the key is LOCKED; null unless it is."
+    )
+    partner_password_expires_at: datetime | None = strawberry.field(
+        resolver=_partner_password_expires_at,
         description="When the partner's one-time password stops working; null until one was sent.",
     )
-    def partner_password_expires_at(self, info: Info[Context, None]) -> datetime | None:
-        return info.context.keys.partner_password_expires_at(self.model)
-
-    @strawberry.field(description="Whether the credentials have been revealed (they can be only once).")
-    def revealed(self) -> bool:
-        return self.model.revealed_at is not None
-
-    @strawberry.field(name="verifiedAt")
-    def verified_at(self) -> datetime | None:
-        return self.model.verified_at
-
-    @strawberry.field(name="revokedAt")
-    def revoked_at(self) -> datetime | None:
-        return self.model.revoked_at
-
-    @strawberry.field(
-        name="compromisedAt",
-        description="When a leak of the secret was reported and the secret retired (status COMPROMISED); null otherwise.",
+    revealed: bool = strawberry.field(description="Whether the credentials have been revealed (they can be only once).")
+    verified_at: datetime | None
+    revoked_at: datetime | None
+    compromised_at: datetime | None = strawberry.field(
+        description="When a leak of the secret was reported and the secret retired (status COMPROMISED); null otherwise."
     )
-    def compromised_at(self) -> datetime | None:
-        return self.model.compromised_at
-
-    @strawberry.field(
-        name="compromiseUrl",
-        description="Where the leaked secret was found, as the report said (e.g. a GitHub URL); null if not given.",
+    compromise_url: str | None = strawberry.field(
+        description="Where the leaked secret was found, as the report said (e.g. a GitHub URL); null if not given."
     )
-    def compromise_url(self) -> str | None:
-        return self.model.compromise_url
+    last_used_at: datetime | None
+    legacy: bool = strawberry.field(description="Imported from before verified release; never asked for verification.")
+    partner_name: str | None
+    partner_email: str | None
+    last_delivery: Delivery | None = strawberry.field(
+        resolver=_last_delivery, description="The latest email about this key: the code, or the partner's password."
+    )
+    events: list[KeyEvent] = strawberry.field(resolver=_events)
+    model: strawberry.Private[models.ApiKey]
 
-    @strawberry.field(name="lastUsedAt")
-    def last_used_at(self) -> datetime | None:
-        return self.model.last_used_at
+    @classmethod
+    def of(cls, key: models.ApiKey) -> ApiKey:
+        """A key's row as the API shows it: each plain field is the column of its name, but for
+        ``id`` (a string) and ``revealed`` (whether ``revealed_at`` is set)."""
+        columns = {name: getattr(key, name) for name in _KEY_COLUMNS}
+        return cls(id=strawberry.ID(str(key.id)), revealed=key.revealed_at is not None, model=key, **columns)
 
-    @strawberry.field(description="Imported from before verified release; never asked for verification.")
-    def legacy(self) -> bool:
-        return self.model.legacy
 
-    @strawberry.field(name="partnerName")
-    def partner_name(self) -> str | None:
-        return self.model.partner_name
-
-    @strawberry.field(name="partnerEmail")
-    def partner_email(self) -> str | None:
-        return self.model.partner_email
-
-    @strawberry.field(name="lastDelivery", description="The latest email about this key: the code, or the partner's password.")
-    def last_delivery(self, info: Info[Context, None]) -> Delivery | None:
-        return _now_or_later(info.context.loaders.last_delivery.load(self.model.id), _delivery)
-
-    @strawberry.field
-    def events(self, info: Info[Context, None]) -> list[KeyEvent]:
-        return _now_or_later(info.context.loaders.events.load(self.model.id), _events)
+#: ApiKey's plain fields that show the column of the same name as it is (not the computed
+#: fields, which have resolvers, nor the private ``model``).
+_KEY_COLUMNS = tuple(
+    field.python_name
+    for field in get_object_definition(ApiKey, strict=True).fields
+    if field.base_resolver is None and not is_private(field.type) and field.python_name not in ("id", "revealed")
+)
 
 
 def _delivery(message: models.OutboxMessage | None) -> Delivery | None:
     return Delivery.of(message) if message is not None else None
 
 
-def _events(rows: list[models.KeyEvent]) -> list[KeyEvent]:
+def _key_events(rows: list[models.KeyEvent]) -> list[KeyEvent]:
     return [KeyEvent(type=row.type, at=row.at, detail=row.detail) for row in rows]
 
 
@@ -260,8 +247,8 @@ def _now_or_later(loaded: Awaitable[T], convert: Callable[[T], R]) -> R:
 
 @strawberry.type(description="A key's credentials, returned once. Store the secret now.")
 class KeyCredentials:
-    client_id: str = strawberry.field(name="clientId")
-    client_secret: str = strawberry.field(name="clientSecret")
+    client_id: str
+    client_secret: str
 
 
 @strawberry.type
@@ -323,8 +310,8 @@ class Policy:
 
 @strawberry.type
 class PageInfo:
-    has_next_page: bool = strawberry.field(name="hasNextPage")
-    end_cursor: str | None = strawberry.field(name="endCursor")
+    has_next_page: bool
+    end_cursor: str | None
 
 
 @strawberry.type
@@ -336,4 +323,4 @@ class KeyEdge:
 @strawberry.type
 class KeyConnection:
     edges: list[KeyEdge]
-    page_info: PageInfo = strawberry.field(name="pageInfo")
+    page_info: PageInfo

@@ -13,9 +13,11 @@ from strawberry.asgi import GraphQL
 from strawberry.types.unset import UNSET
 
 from keyrelease import web
+from keyrelease.client_address import IPNetwork
 from keyrelease.clock import Clock
 from keyrelease.graphql.context import Context
 from keyrelease.service.keys import KeyService
+from keyrelease.service.ratelimit import RateLimiter
 
 #: The code of the refusal below (docs/api.md).
 DOCUMENT_TOO_LARGE = "DOCUMENT_TOO_LARGE"
@@ -27,11 +29,21 @@ class UnauthenticatedDocumentTooLarge(Exception):
 
 class GraphQLView(GraphQL):
     def __init__(  # type: ignore[no-untyped-def]
-        self, schema, *, keys: KeyService, clock: Clock, graphiql: bool, max_unauthenticated_bytes: int
+        self,
+        schema,
+        *,
+        keys: KeyService,
+        clock: Clock,
+        limiter: RateLimiter,
+        trusted_proxies: tuple[IPNetwork, ...],
+        graphiql: bool,
+        max_unauthenticated_bytes: int,
     ) -> None:
         super().__init__(schema, graphql_ide="graphiql", allow_queries_via_get=False, subscription_protocols=())
         self._keys = keys
         self._clock = clock
+        self._limiter = limiter
+        self._trusted_proxies = trusted_proxies
         self._graphiql = graphiql
         self.max_unauthenticated_bytes = max_unauthenticated_bytes
 
@@ -41,7 +53,14 @@ class GraphQLView(GraphQL):
         return web.graphiql_page(self._graphiql)
 
     async def get_context(self, request: Request, response: Response) -> Context:  # type: ignore[override]
-        return Context(request=request, keys=self._keys, clock=self._clock, response=response)
+        return Context(
+            request=request,
+            keys=self._keys,
+            clock=self._clock,
+            limiter=self._limiter,
+            trusted_proxies=self._trusted_proxies,
+            response=response,
+        )
 
     async def run(self, request, context=UNSET, root_value=UNSET):  # type: ignore[no-untyped-def]
         try:

@@ -35,7 +35,7 @@ from keyrelease.config import setting
 from keyrelease.exceptions import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from keyrelease.mail.render import MailRenderer
 from keyrelease.mail.transport import DeliveryResult, EmailMessage, Transport
-from keyrelease.models import DeliveryStatus, OutboxMessage
+from keyrelease.models import DELIVERY_ERROR_MAX, PROVIDER_MESSAGE_ID_MAX, DeliveryStatus, OutboxMessage
 
 if TYPE_CHECKING:
     from keyrelease.config import Settings
@@ -212,7 +212,7 @@ class Dispatcher:
             attempts=attempts,
             sent_at=self._clock.now(),
             last_error=None,
-            provider_message_id=(result.provider_message_id or "")[:200] or None,
+            provider_message_id=(result.provider_message_id or "")[:PROVIDER_MESSAGE_ID_MAX] or None,
         )
         metrics.delivery(message.kind.value, "sent", (self._clock.now() - message.created_at).total_seconds())
         log.info("mail %s (%s) sent via %s, attempt %d", message.id, message.kind.value, result.transport, attempts)
@@ -230,7 +230,7 @@ class Dispatcher:
             raise TransientDeliveryError(f"transport {self.transport.name} raised {type(err).__name__}") from err
 
     async def _failed(self, message: OutboxMessage, lease: datetime, attempts: int, err: DeliveryError) -> None:
-        reason = f"{'transient' if err.transient else 'permanent'}: {err.provider_message}"[:500]
+        reason = f"{'transient' if err.transient else 'permanent'}: {err.provider_message}"[:DELIVERY_ERROR_MAX]
         if not err.transient or attempts >= self.max_attempts:
             await self._record(message, lease, status=DeliveryStatus.FAILED, attempts=attempts, last_error=reason)
             metrics.delivery(message.kind.value, "failed")

@@ -24,10 +24,12 @@ from starlette.types import Receive, Scope, Send
 from tortoise.exceptions import DBConnectionError, OperationalError
 
 from keyrelease import metrics
+from keyrelease.client_address import IPNetwork, client_address
+from keyrelease.deadline import UNAVAILABLE
 from keyrelease.oauth.basic import BasicCredentials, ParsedBasic, parse_basic
 from keyrelease.oauth.tokens import TokenIssuer
 from keyrelease.service.clients import ClientAuthenticator
-from keyrelease.service.ratelimit import IPNetwork, Limited, RateLimiter, client_address
+from keyrelease.service.ratelimit import Limited, RateLimiter
 
 log = logging.getLogger("keyrelease.oauth")
 
@@ -39,6 +41,8 @@ JWKS_CACHE = {"Cache-Control": "public, max-age=300"}
 #: The one answer to every credential that cannot have a token, whatever the reason: unknown
 #: client, wrong secret, a key that is pending, locked, revoked, expired or not yet revealed.
 INVALID_CLIENT = ("invalid_client", "Client authentication failed.")
+#: The body of the 503 :class:`keyrelease.deadline.RequestDeadline` sends for a token request.
+UNAVAILABLE_BODY = {"error": "temporarily_unavailable", "error_description": UNAVAILABLE}
 _JSON_NO_STORE = [(b"content-type", b"application/json"), (b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
 
 
@@ -117,8 +121,9 @@ class OAuthEndpoints:
         self,
         clients: ClientAuthenticator,
         issuer: TokenIssuer,
-        limiter: RateLimiter | None = None,
-        trusted_proxies: tuple[IPNetwork, ...] = (),
+        *,
+        limiter: RateLimiter,
+        trusted_proxies: tuple[IPNetwork, ...],
     ) -> None:
         self.clients = clients
         self.issuer = issuer
@@ -149,8 +154,6 @@ class OAuthEndpoints:
 
     async def _rate_limit(self, request: TokenRequest, credentials: ParsedBasic) -> Limited | None:
         """One upsert: per client address, and per address and client ID."""
-        if self.limiter is None:
-            return None
         ip = client_address(request.peer, request.forwarded_for, self.trusted_proxies)
         client_id = credentials.client_id if isinstance(credentials, BasicCredentials) else None
         return await self.limiter.token_request(ip, client_id)

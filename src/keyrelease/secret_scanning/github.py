@@ -27,9 +27,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from tortoise.exceptions import DBConnectionError, OperationalError
 
+from keyrelease import client_address
+from keyrelease.client_address import IPNetwork
 from keyrelease.secret_scanning.public_keys import ScanningKeys
 from keyrelease.service.leaks import InvalidLeakReport, LeakReport, LeakService
-from keyrelease.service.ratelimit import IPNetwork, RateLimiter, client_address
+from keyrelease.service.ratelimit import RateLimiter
 
 log = logging.getLogger("keyrelease.secret_scanning")
 
@@ -54,7 +56,7 @@ class GitHubSecretScanning:
         leaks: LeakService,
         limiter: RateLimiter,
         max_body_bytes: int,
-        trusted_proxies: tuple[IPNetwork, ...] = (),
+        trusted_proxies: tuple[IPNetwork, ...],
     ) -> None:
         self.keys = keys
         self.leaks = leaks
@@ -76,9 +78,7 @@ class GitHubSecretScanning:
             return _error(500, "server_error", "The report could not be processed.")
 
     async def _answer(self, request: Request) -> Response:
-        peer = request.client.host if request.client else None
-        ip = client_address(peer, request.headers.getlist("x-forwarded-for"), self.trusted_proxies)
-        limited = await self.limiter.secret_scanning_report(ip)
+        limited = await self.limiter.secret_scanning_report(client_address.of_request(request, self.trusted_proxies))
         if limited is not None:
             return _error(429, "rate_limited", limited.message, {"Retry-After": str(limited.retry_after)})
         try:

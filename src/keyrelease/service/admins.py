@@ -16,7 +16,7 @@ from tortoise.transactions import in_transaction
 from keyrelease import credentials, validation
 from keyrelease.clock import Clock
 from keyrelease.db import fastpath
-from keyrelease.models import Admin, AdminToken, Institution
+from keyrelease.models import NAME_MAX, Admin, AdminToken, Institution
 
 
 class AdminInputError(ValueError):
@@ -51,8 +51,8 @@ async def create_admin(
     _refuse_control_characters(institution=institution, email=email, name=name)
     institution = institution.strip()
     email = email.strip().lower()
-    if not institution or len(institution) > 200:
-        raise AdminInputError("institution must be 1 to 200 characters")
+    if not institution or len(institution) > NAME_MAX:
+        raise AdminInputError(f"institution must be 1 to {NAME_MAX} characters")
     if not validation.is_email_address(email):
         raise AdminInputError(f"not an email address: {email!r}")
     now = clock.now()
@@ -60,7 +60,7 @@ async def create_admin(
         inst, _ = await Institution.get_or_create(name=institution, defaults={"created_at": now})
         if await Admin.filter(email=email).exists():
             raise AdminInputError(f"an admin with email {email} already exists")
-        admin = await Admin.create(institution_id=inst.id, email=email, name=name.strip()[:200], created_at=now)
+        admin = await Admin.create(institution_id=inst.id, email=email, name=name.strip()[:NAME_MAX], created_at=now)
         token = await issue_token(clock, admin, ttl_days=ttl_days)
     return NewAdmin(admin=admin, institution=inst, token=token)
 

@@ -27,11 +27,10 @@ from tortoise.transactions import in_transaction
 from keyrelease import credentials
 from keyrelease.clock import Clock
 from keyrelease.db import fastpath
-from keyrelease.models import ApiKey
+from keyrelease.models import CLIENT_ID_MAX, ApiKey
 from keyrelease.status import may_authenticate
 
 log = logging.getLogger("keyrelease.clients")
-CLIENT_ID_MAX = 80
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,18 @@ from keyrelease import codes, credentials, metrics, validation
 from keyrelease.clock import Clock
 from keyrelease.db import fastpath
 from keyrelease.mail import outbox
-from keyrelease.models import Admin, ApiKey, BudgetItem, EventType, Institution, KeyEvent, KeyKind, LockReason
+from keyrelease.models import (
+    KEY_NAME_MAX,
+    NAME_MAX,
+    Admin,
+    ApiKey,
+    BudgetItem,
+    EventType,
+    Institution,
+    KeyEvent,
+    KeyKind,
+    LockReason,
+)
 from keyrelease.policy import VerificationPolicy
 from keyrelease.service import budget
 from keyrelease.service.budget import AdminBudget, Overspent
@@ -46,8 +57,6 @@ ALERT_TTL = timedelta(days=7)
 
 #: Stands in for a key that does not exist, so the failure path does the same hashing work.
 _ABSENT_KEY = uuid.UUID(int=0)
-NAME_MAX = 100
-PARTNER_NAME_MAX = 200
 
 
 def parse_key_id(raw: str) -> uuid.UUID | None:
@@ -178,7 +187,7 @@ class KeyService:
                 partner_email=_clean_optional(partner_email),
                 created_at=now,
                 expires_at=expires_at,
-                verification_deadline=now + self.policy.verification_window,
+                verification_deadline=self.policy.verification_deadline(now),
                 code_generation=0,
                 code_issued_at=now,
             )
@@ -212,14 +221,14 @@ class KeyService:
         cleaned = name.strip()
         if not cleaned:
             return InvalidInput("name", "Name must not be empty.")
-        if len(cleaned) > NAME_MAX:
-            return InvalidInput("name", f"Name must be at most {NAME_MAX} characters.")
+        if len(cleaned) > KEY_NAME_MAX:
+            return InvalidInput("name", f"Name must be at most {KEY_NAME_MAX} characters.")
         if expires_at is not None:
             if expires_at.tzinfo is None:
                 return InvalidInput("expiresAt", "The expiry date must include a time zone, e.g. 2031-01-01T00:00:00Z.")
             if expires_at <= now:
                 return InvalidInput("expiresAt", "The expiry date must be in the future.")
-            if expires_at > now + self.policy.max_key_lifetime:
+            if expires_at > self.policy.latest_key_expiry(now):
                 return InvalidInput(
                     "expiresAt",
                     f"The expiry date must be at most {self.policy.max_key_lifetime_days} days from now.",
@@ -227,8 +236,8 @@ class KeyService:
         if kind is KeyKind.PARTNER:
             if not partner_email or not validation.is_email_address(partner_email.strip()):
                 return InvalidInput("partnerEmail", "A partner key needs a valid partner email address.")
-            if partner_name is not None and len(partner_name.strip()) > PARTNER_NAME_MAX:
-                return InvalidInput("partnerName", f"The partner name must be at most {PARTNER_NAME_MAX} characters.")
+            if partner_name is not None and len(partner_name.strip()) > NAME_MAX:
+                return InvalidInput("partnerName", f"The partner name must be at most {NAME_MAX} characters.")
         elif partner_email or partner_name:
             return InvalidInput("partnerEmail", "Only partner keys take a partner name and email.")
         return None
@@ -272,7 +281,7 @@ class KeyService:
                 _pending(now),
                 id=key.id,
                 code_generation=key.code_generation,
-                code_issued_at__gt=now - self.policy.code_ttl,
+                code_issued_at__gt=self.policy.codes_issued_after(now),
                 attempts_used__lt=self.policy.max_attempts,
             ).update(verified_at=now)
             if not won:
@@ -284,7 +293,7 @@ class KeyService:
                 await outbox.queue_partner_otp(
                     key,
                     institution_name=institution.name,
-                    otp_expires_at=now + self.policy.partner_otp_ttl,
+                    otp_expires_at=self.policy.partner_password_expires_at(now),
                     now=now,
                 )
                 await _event(key.id, EventType.PARTNER_OTP_SENT, now, f"to {_mask_email(key.partner_email or '')}")
@@ -503,7 +512,7 @@ class KeyService:
                     revoked_at=None,
                     revealed_at=None,
                     partner_attempts_used__lt=limit,
-                    partner_otp_issued_at__gt=now - self.policy.partner_otp_ttl,
+                    partner_otp_issued_at__gt=self.policy.partner_passwords_issued_after(now),
                 ).update(revealed_at=now, secret_hash=credentials.hash_secret(secret))
                 if won:
                     await _event(key.id, EventType.PARTNER_REVEALED, now)
@@ -550,22 +559,23 @@ class KeyService:
         return expires
 
     def code_expires_at(self, key: ApiKey) -> datetime | None:
-        """When the current code stops working: its TTL, cut short by the key's window."""
-        if key.code_issued_at is None or key.verification_deadline is None:
+        """When the current code stops working (:meth:`VerificationPolicy.code_expires_at`);
+        None once the key is verified, or if it never had a code (a legacy key)."""
+        if key.verified_at is not None or key.code_issued_at is None or key.verification_deadline is None:
             return None
-        return min(key.code_issued_at + self.policy.code_ttl, key.verification_deadline)
+        return self.policy.code_expires_at(key.code_issued_at, key.verification_deadline)
 
     def resends_remaining(self, key: ApiKey, now: datetime) -> int:
         """New codes this key can still be sent: none once it is no longer pending."""
         if key_status(key, now) is not KeyStatus.PENDING_VERIFICATION:
             return 0
-        return max(0, self.policy.max_resends - key.resends_used)
+        return self.policy.resends_remaining(key.resends_used)
 
     def attempts_remaining(self, key: ApiKey, now: datetime) -> int:
         """Codes this key can still be tried with: none once it is no longer pending."""
         if key_status(key, now) is not KeyStatus.PENDING_VERIFICATION:
             return 0
-        return max(0, self.policy.max_attempts - key.attempts_used)
+        return self.policy.attempts_remaining(key.attempts_used)
 
     def lock_reason(self, key: ApiKey, now: datetime) -> LockReason | None:
         """Why a LOCKED key locked (the window may have closed before the sweeper recorded it)."""
@@ -577,7 +587,7 @@ class KeyService:
         """When the partner's one-time password stops working (null until one was sent)."""
         if key.partner_otp_issued_at is None:
             return None
-        return key.partner_otp_issued_at + self.policy.partner_otp_ttl
+        return self.policy.partner_password_expires_at(key.partner_otp_issued_at)
 
 
 def _second_up(moment: datetime) -> datetime:

@@ -31,13 +31,12 @@ from tortoise.transactions import in_transaction
 from keyrelease import credentials, validation
 from keyrelease.clock import Clock
 from keyrelease.mail import outbox
-from keyrelease.models import Admin, ApiKey, EventType, Institution, KeyEvent, KeyKind
+from keyrelease.models import EVENT_DETAIL_MAX, URL_MAX, Admin, ApiKey, EventType, Institution, KeyEvent, KeyKind
 
 log = logging.getLogger("keyrelease.leaks")
 
 #: Longer values cannot be a secret of ours (legacy secrets are at most this long too).
 SECRET_MAX = 1024
-URL_MAX = 2048
 SOURCE_MAX = 100
 #: A leak notice that could not be delivered for this long is no longer worth sending.
 NOTICE_TTL = timedelta(days=7)
@@ -74,8 +73,8 @@ def clean_url(url: str | None, secret: str) -> str:
     """The report's URL as it is recorded: at most :data:`URL_MAX` characters, no control
     characters, and never the secret itself (replaced by ``[secret]``)."""
     url = (url or "").strip()
-    if (found := validation.control_character(url)) is not None:
-        raise InvalidLeakReport(f"The URL must not contain control characters (found {validation.code_point(found)}).")
+    if (problem := validation.control_character_problem({"url": url}, {"url": "The URL"})) is not None:
+        raise InvalidLeakReport(problem[1])
     if len(url) > URL_MAX:
         raise InvalidLeakReport(f"The URL must be at most {URL_MAX} characters.")
     return url.replace(secret, "[secret]") if secret else url
@@ -170,7 +169,7 @@ class LeakService:
                 return None
             key = await ApiKey.get(id=key_id)
             detail = f"{source}: {url}" if url else source
-            await KeyEvent.create(key_id=key_id, type=EventType.LEAK_REPORTED, at=now, detail=_fit(detail, 200))
+            await KeyEvent.create(key_id=key_id, type=EventType.LEAK_REPORTED, at=now, detail=_fit(detail, EVENT_DETAIL_MAX))
             institution = await Institution.get(id=key.institution_id)
             admins = await Admin.filter(institution_id=key.institution_id).order_by("id").values_list("email", flat=True)
             recipients: list[tuple[str, str]] = [("admin", str(email)) for email in admins]

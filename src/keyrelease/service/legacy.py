@@ -26,15 +26,12 @@ from tortoise.transactions import in_transaction
 
 from keyrelease import credentials, validation
 from keyrelease.clock import Clock
-from keyrelease.models import ApiKey, EventType, Institution, KeyEvent, KeyKind
-from keyrelease.service.clients import CLIENT_ID_MAX
-from keyrelease.service.keys import NAME_MAX
+from keyrelease.models import CLIENT_ID_MAX, KEY_NAME_MAX, NAME_MAX, ApiKey, EventType, Institution, KeyEvent, KeyKind
 
 REQUIRED = ("institution", "name", "client_id", "created_at", "expires_at")
 KNOWN = frozenset(REQUIRED) | {"secret", "secret_sha256"}
 CLIENT_ID = re.compile(r"[a-z0-9-]{1,32}#[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
-INSTITUTION_MAX = 200
 SECRET_MAX = 512
 MAX_PROBLEMS = 50
 BATCH = 500
@@ -106,8 +103,8 @@ def parse_line(text: str, line: int, now: datetime) -> LegacyKey | None:
         raise LineProblem("client_id must look like <region>#<uuid>, e.g. us-east-1#0b5e…")
     return LegacyKey(
         line=line,
-        institution=_text(record["institution"], "institution", INSTITUTION_MAX),
-        name=_text(record["name"], "name", NAME_MAX),
+        institution=_text(record["institution"], "institution", NAME_MAX),
+        name=_text(record["name"], "name", KEY_NAME_MAX),
         client_id=client_id,
         secret_hash=_secret_hash(record),
         created_at=created_at,

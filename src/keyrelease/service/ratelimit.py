@@ -1,4 +1,4 @@
-"""Rate limits: fixed-window counters per rule and subject, and the client's address.
+"""Rate limits: fixed-window counters per rule and subject.
 
 Framework-free: callers pass the client address and the target (a client ID, a key ID, an
 admin id) and get back ``None`` (go ahead) or :class:`Limited` (refuse, with Retry-After).
@@ -19,7 +19,6 @@ SQLite, or tests. It must not be used behind a load balancer.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import math
 import re
 from collections.abc import Sequence
@@ -33,7 +32,6 @@ from keyrelease.db import fastpath
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _SUBJECT_MAX = 100
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -182,45 +180,3 @@ def _bucket(rule: str, subject: str) -> str:
     if len(subject) > _SUBJECT_MAX or not subject.isprintable():
         subject = "sha256=" + hashlib.sha256(subject.encode("utf-8", "surrogatepass")).hexdigest()
     return f"{rule}:{subject}"
-
-
-def parse_networks(text: str) -> tuple[IPNetwork, ...]:
-    """``"10.0.0.0/8, 192.0.2.1"`` → networks. Raises ValueError naming a bad entry."""
-    networks = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ValueError(f"not an IP address or CIDR network: {item!r}") from None
-    return tuple(networks)
-
-
-def client_address(peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IPNetwork]) -> str:
-    """The address to count a request against.
-
-    The connecting peer, unless it is a trusted proxy: then the right-most entry of
-    ``X-Forwarded-For`` that is not itself a trusted proxy (entries to its left were written
-    by the client and prove nothing). With no trusted proxies configured the header is ignored.
-    """
-    address = peer or "unknown"
-    if not trusted or not _is_trusted(address, trusted):
-        return address
-    entries = [entry.strip() for header in forwarded_for for entry in header.split(",") if entry.strip()]
-    for entry in reversed(entries):
-        if not _is_trusted(entry, trusted):
-            return entry
-    return entries[0] if entries else address
-
-
-def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
-def _is_trusted(text: str, trusted: Sequence[IPNetwork]) -> bool:
-    address = _parse_ip(text)
-    return address is not None and any(address in network for network in trusted)

@@ -51,7 +51,7 @@ class Api:
         return body["data"]
 
     async def admin(self, email: str = "ada@uni.example", institution: str = "Example University") -> AdminUser:
-        created = await create_admin(self.app.state.clock, institution=institution, email=email, name="Ada")
+        created = await create_admin(self.app.state.services.clock, institution=institution, email=email, name="Ada")
         return AdminUser(email=email, token=created.token, institution=institution)
 
     # -- the flow, step by step --------------------------------------------------------
@@ -96,7 +96,7 @@ class Api:
 
     @property
     def mailbox(self) -> Any:
-        return self.app.state.mail.transport
+        return self.app.state.services.transport
 
     async def mails_to(self, address: str, count: int = 1) -> list[Any]:
         return await self.mailbox.wait_for(lambda m: m.to == address, count=count)

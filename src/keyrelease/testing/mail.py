@@ -6,7 +6,7 @@ has a one-module distribution, ``tests/keyrelease-memory``, that registers this 
 ``keyrelease.transports`` entry point, so the tests load it through the same path as any
 third-party transport, and a production install does not know the name at all.
 
-Tests reach the instance the service built (``app.state.mail.transport``) and wait on it with
+Tests reach the instance the service built (``app.state.services.transport``) and wait on it with
 :meth:`MemoryTransport.wait_for` instead of sleeping.
 """
 
