@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import pytest
 
-from conftest import base_env
 from keyrelease.models import AdminToken
 from keyrelease.service.admins import AdminInputError, issue_token_for, list_admins, revoke_token
-from liveserver import run_cli
+from keyrelease.testing.processes import run_cli
+from keyrelease.testing.settings import base_env
 
 ME = "{ me { email } }"
 

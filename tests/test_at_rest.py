@@ -12,10 +12,11 @@ from typing import Any
 
 import dbutil
 import pytest
-from conftest import VERIFY_KEY, basic_auth, request_token
 
 from keyrelease.exceptions import PermanentDeliveryError
 from keyrelease.models import DeliveryStatus, OutboxMessage
+from keyrelease.testing.api import VERIFY_KEY
+from keyrelease.testing.tokens import basic_auth, request_token
 
 PARTNER = {"kind": "PARTNER", "partnerName": "Acme", "partnerEmail": "keys@acme.example"}
 DEAD_PARTNER = {"kind": "PARTNER", "partnerName": "Gone", "partnerEmail": "gone@acme.example"}

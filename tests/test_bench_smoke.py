@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import needs_executable
+from environment import needs_executable
 
 ROOT = Path(__file__).resolve().parent.parent
 

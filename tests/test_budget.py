@@ -14,10 +14,11 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
-from conftest import REVOKE_KEY, SECRET_KEY, AdminUser, Api
 
 from keyrelease.codes import verification_code
 from keyrelease.models import AdminBudgetEntry, ApiKey, MessageKind, OutboxMessage
+from keyrelease.testing.api import REVOKE_KEY, AdminUser, Api
+from keyrelease.testing.settings import SECRET_KEY
 
 CREATE = """
 mutation($input: CreateKeyInput!) {

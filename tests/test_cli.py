@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from conftest import base_env
-from liveserver import run_cli
+from keyrelease.testing.processes import run_cli
+from keyrelease.testing.settings import base_env
 
 
 def test_admin_create_prints_the_token_last_and_stores_only_its_hash(tmp_path):

@@ -10,10 +10,11 @@ import re
 import string
 from pathlib import Path
 
-from conftest import released_key, request_token
 from keyrelease import credentials
 from keyrelease.models import ApiKey
 from keyrelease.service import clients
+from keyrelease.testing.api import released_key
+from keyrelease.testing.tokens import request_token
 
 DOCS = Path(__file__).parent.parent / "docs" / "tokens.md"
 BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase

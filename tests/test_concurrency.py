@@ -12,11 +12,12 @@ from collections import Counter
 
 import httpx
 import pytest
-from conftest import BACKENDS, SECRET_KEY, base_env, empty_postgres
+from environment import BACKENDS, empty_postgres
 from dbutil import query
-from liveserver import Server, run_cli
 
 from keyrelease.codes import verification_code
+from keyrelease.testing.processes import Server, run_cli
+from keyrelease.testing.settings import SECRET_KEY, base_env
 
 pytestmark = pytest.mark.live
 

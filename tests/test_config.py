@@ -9,11 +9,11 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import base_env
-from liveserver import run_cli
 
 from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
+from keyrelease.testing.processes import run_cli
+from keyrelease.testing.settings import base_env
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,9 @@ import dataclasses
 import re
 from pathlib import Path
 
-from conftest import base_env
-from liveserver import run_cli
-
 from keyrelease.config import GROUPS, SECTIONS, SETTINGS, Settings
+from keyrelease.testing.processes import run_cli
+from keyrelease.testing.settings import base_env
 
 ROOT = Path(__file__).parent.parent
 ROW = re.compile(r"^\| `(KEYRELEASE_[A-Z0-9_]+)` \| ([^|]+?) \|")

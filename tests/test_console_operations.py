@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import needs_executable
+from environment import needs_executable
 from graphql import build_schema, parse, validate
 
 from keyrelease.web import operations

@@ -12,8 +12,10 @@ import sqlite3
 
 import dbutil
 import pytest
-from conftest import KEY_FIELDS, base_env
-from liveserver import run_cli
+
+from keyrelease.testing.api import KEY_FIELDS
+from keyrelease.testing.processes import run_cli
+from keyrelease.testing.settings import base_env
 
 PARTNER = {"kind": "PARTNER", "partnerName": "Acme Analytics", "partnerEmail": "keys@acme.example"}
 

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import CODE_LINE, SECRET_KEY, base_env
-from liveserver import Server, free_port, run_cli
 
 from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
+from keyrelease.testing.api import CODE_LINE
+from keyrelease.testing.processes import Server, free_port, run_cli
+from keyrelease.testing.settings import SECRET_KEY, base_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 

@@ -21,9 +21,12 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from conftest import CODE_LINE, OTP_LINE, base_env, basic_auth
-from liveserver import Server, run_cli
 from mailservers import SmtpServer, start_smtp_server
+
+from keyrelease.testing.api import CODE_LINE, OTP_LINE
+from keyrelease.testing.processes import Server, run_cli
+from keyrelease.testing.settings import base_env
+from keyrelease.testing.tokens import basic_auth
 
 pytestmark = pytest.mark.live
 

@@ -1,4 +1,4 @@
-"""Issue 5: faults survived on PostgreSQL, each with real processes.
+"""Faults survived on PostgreSQL, each with real processes.
 
 - PostgreSQL restarted under load: requests during the outage get a clean 503 or GraphQL
   error within a bounded time, never a hang or a traceback; the service recovers by itself;
@@ -18,10 +18,12 @@ import time
 import asyncpg
 import httpx
 import pytest
-from conftest import base_env, empty_postgres, missing, needs_postgres
+from environment import empty_postgres, missing, needs_postgres
 from dbutil import asyncpg_url, query
-from liveserver import KEYRELEASE, Server, free_port, run_cli
 from mailservers import RecordingHandler, reserve_port, start_smtp_server
+
+from keyrelease.testing.processes import KEYRELEASE, Server, free_port, run_cli
+from keyrelease.testing.settings import base_env
 
 pytestmark = [
     pytest.mark.live,

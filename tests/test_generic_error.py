@@ -6,9 +6,8 @@ from __future__ import annotations
 import time
 import uuid
 
-from conftest import VERIFY_KEY
-
 from keyrelease.service.results import GENERIC_VERIFICATION_ERROR
+from keyrelease.testing.api import VERIFY_KEY
 
 
 def wrong(code: str) -> str:

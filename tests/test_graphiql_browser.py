@@ -14,8 +14,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import base_env
-from liveserver import free_port
 
 # Importing the console's browser tests skips this module too when Chromium or Playwright is
 # missing, with their reason.
@@ -24,6 +22,8 @@ from playwright.sync_api import Browser, Page, Route, expect, sync_playwright  #
 
 from keyrelease.clock import FrozenClock
 from keyrelease.config import Settings
+from keyrelease.testing.processes import free_port
+from keyrelease.testing.settings import base_env
 
 #: Loading 5 MB of GraphiQL and starting Monaco's workers, on a loaded two-core machine.
 LOAD_TIMEOUT = 30_000

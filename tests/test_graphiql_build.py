@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import needs_executable
+from environment import needs_executable
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "src" / "keyrelease" / "web" / "graphiql"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import CREATE_KEY, VERIFY_KEY
 
 from keyrelease.graphql.schema import build_schema
+from keyrelease.testing.api import CREATE_KEY, VERIFY_KEY
 
 LIST = """
 query($first: Int, $after: String, $status: KeyStatus) {

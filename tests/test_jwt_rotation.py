@@ -11,7 +11,6 @@ from pathlib import Path
 
 import jwt
 import pytest
-from conftest import base_env, released_key, request_token, running_app
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -26,6 +25,9 @@ from keyrelease.oauth.signing_keys import (
     public_key_pem,
     thumbprint,
 )
+from keyrelease.testing.api import released_key, running_app
+from keyrelease.testing.settings import base_env
+from keyrelease.testing.tokens import request_token
 
 
 @pytest.fixture

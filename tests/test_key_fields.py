@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from conftest import KEY_QUERY, REVOKE_KEY, released_key
+
+from keyrelease.testing.api import KEY_QUERY, REVOKE_KEY, released_key
 
 STATE = "query($id: ID!) { key(id: $id) { status resendsRemaining attemptsRemaining lockReason partnerPasswordExpiresAt } }"
 

@@ -14,13 +14,14 @@ from urllib.parse import quote
 
 import jwt
 import pytest
-from conftest import base_env, request_token
-from liveserver import KEYRELEASE, run_cli
 
 from keyrelease.cli import ProgressBar
 from keyrelease.credentials import hash_secret
 from keyrelease.models import ApiKey, Institution, KeyEvent
 from keyrelease.service.legacy import ImportDone, ImportRejected, import_legacy
+from keyrelease.testing.processes import KEYRELEASE, run_cli
+from keyrelease.testing.settings import base_env
+from keyrelease.testing.tokens import request_token
 
 KEYS_QUERY = "{ keys(first: 50) { edges { node { id name clientId status legacy revealed lastUsedAt verificationDeadline } } } }"
 

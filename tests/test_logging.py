@@ -13,11 +13,11 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from conftest import base_env
 from keyrelease import logs
 from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
 from keyrelease.request_id import RequestId
+from keyrelease.testing.settings import base_env
 
 
 @pytest.fixture

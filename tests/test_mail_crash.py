@@ -18,8 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from liveserver import Server, run_cli
 from mailservers import SmtpServer, reserve_port, start_smtp_server
+
+from keyrelease.testing.processes import Server, run_cli
 
 pytestmark = pytest.mark.live
 

@@ -9,7 +9,8 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import CODE_LINE, released_key, request_token
+from keyrelease.testing.api import CODE_LINE, released_key
+from keyrelease.testing.tokens import request_token
 
 
 async def scrape(client) -> dict[tuple[str, frozenset], float]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import NO_POSTGRES, POSTGRES_SERVER, base_env, scratch_postgres
-from liveserver import Server, run_cli
+from environment import NO_POSTGRES, POSTGRES_SERVER, scratch_postgres
 from tortoise.cli.cli import tortoise_cli_context
 from tortoise.migrations.autodetector import MigrationAutodetector
 
 from keyrelease import db
+from keyrelease.testing.processes import Server, run_cli
+from keyrelease.testing.settings import base_env
 
 
 async def test_models_and_the_latest_migration_agree():

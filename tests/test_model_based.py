@@ -1,4 +1,4 @@
-"""Model-based testing of the key lifecycle (issue 8).
+"""Model-based testing of the key lifecycle.
 
 Hypothesis drives the real service layer on a real (SQLite) database with random sequences of
 create, verify (right, wrong, stale, another admin's), resend, reveal, partner reveal, revoke

@@ -17,7 +17,6 @@ from typing import Any
 
 import dbutil
 import pytest
-from conftest import running_app
 from mailservers import sendgrid_server
 from starlette.responses import Response
 from tortoise.exceptions import OperationalError
@@ -31,7 +30,8 @@ from keyrelease.mail.render import MailRenderer
 from keyrelease.mail.transport import DeliveryResult, EmailMessage, Transport
 from keyrelease.models import Admin, DeliveryStatus, KeyKind, OutboxMessage
 from keyrelease.service.keys import KeyService
-from keyrelease_memory import MemoryTransport
+from keyrelease.testing.api import running_app
+from keyrelease.testing.mail import MemoryTransport
 from keyrelease_plugins.sendgrid import MESSAGE_ID_ARG, SendgridTransport
 
 CODE_LINE = re.compile(r"^Verification code: (\d{6})$", re.MULTILINE)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import CREATE_KEY, KEY_QUERY, REVOKE_KEY
+
+from keyrelease.testing.api import CREATE_KEY, KEY_QUERY, REVOKE_KEY
 
 
 async def test_requests_without_a_token_are_unauthenticated(api):

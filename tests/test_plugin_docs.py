@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from liveserver import run_cli
 from mailservers import http_server, reserve_port
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,6 +26,7 @@ from keyrelease.exceptions import ConfigError, PermanentDeliveryError, Transient
 from keyrelease.mail import hookspecs
 from keyrelease.mail.plugins import TransportRegistry
 from keyrelease.mail.transport import EmailMessage
+from keyrelease.testing.processes import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "plugins.md"

@@ -12,14 +12,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import SECRET_KEY, base_env
-from liveserver import run_cli
 
 from keyrelease import db
 from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
 from keyrelease.models import Institution
 from keyrelease.oauth.signing_keys import generate_private_key_pem
+from keyrelease.testing.processes import run_cli
+from keyrelease.testing.settings import SECRET_KEY, base_env
 
 
 def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:

@@ -3,7 +3,7 @@ page of 100 keys with their events and deliveries, against a live ``keyrelease s
 of them is answered 503, and another admin's ``key(id)``, asked again and again while they
 run, is answered within 500 ms each time.
 
-With the default settings the issue's documents are refused as too costly before they run;
+With the default settings those documents are refused as too costly before they run;
 the costliest documents the default admits (aliases of distinct pages), six in parallel, all
 run to the end and still leave the other admin answered in time."""
 
@@ -17,13 +17,14 @@ import pytest
 from graphql import parse
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
-from conftest import BACKENDS, base_env, empty_postgres
+from environment import BACKENDS, empty_postgres
 from keyrelease import db
 from keyrelease.clock import SystemClock
 from keyrelease.graphql.cost import operation_cost
 from keyrelease.graphql.limits import MAX_COST as DEFAULT_MAX_COST
 from keyrelease.graphql.schema import build_schema
-from liveserver import Server, run_cli
+from keyrelease.testing.processes import Server, run_cli
+from keyrelease.testing.settings import base_env
 from seed import seed_keys
 
 pytestmark = pytest.mark.live

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from graphql import GraphQLObjectType, get_introspection_query, get_named_type, get_nullable_type, is_list_type, parse
 
-from conftest import base_env
 from keyrelease.app import create_app
 from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
 from keyrelease.graphql.cost import COSTLY, LIST_SIZES, AdminTurns, operation_cost
 from keyrelease.graphql.limits import MAX_COST as DEFAULT_MAX_COST
 from keyrelease.graphql.schema import build_schema
+from keyrelease.testing.settings import base_env
 from keyrelease.web import operations
 from seed import seed_keys
 from sqlcount import StatementCounter
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = build_schema()._schema
 BOUNDS = (1, 100)
 
-#: The document of the issue's attack: 20 aliases of a full page with events and deliveries.
+#: The attack on the admin API: 20 aliases of a full page of keys with their events and deliveries.
 ATTACK = "{" + " ".join(
     f"a{n}: keys(first: 100) {{ edges {{ node {{ events {{ type }} lastDelivery {{ status }} }} }} }}" for n in range(20)
 ) + "}"

@@ -11,12 +11,14 @@ import uuid
 
 import pytest
 
-from conftest import CREATE_KEY, FORM, GRANT, base_env, basic_auth, request_token, running_app
 from keyrelease.client_address import client_address
 from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
 from keyrelease.models import Admin, RateLimitCounter
 from keyrelease.service.ratelimit import Rate
+from keyrelease.testing.api import CREATE_KEY, running_app
+from keyrelease.testing.settings import base_env
+from keyrelease.testing.tokens import FORM, GRANT, basic_auth, request_token
 
 LOGIN = "/ids/auth/login"
 PARTNER_REVEAL = """

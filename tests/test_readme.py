@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CODE_LINE, OTP_LINE, SECRET_KEY
-from liveserver import BIN, Server
+
+from keyrelease.testing.api import CODE_LINE, OTP_LINE
+from keyrelease.testing.processes import BIN, Server
+from keyrelease.testing.settings import SECRET_KEY
 
 pytestmark = pytest.mark.live
 

@@ -8,7 +8,6 @@ import sqlite3
 import uuid
 
 import pytest
-from conftest import released_key, request_token
 
 from tortoise import connections
 
@@ -16,6 +15,8 @@ from keyrelease.db import fastpath
 from keyrelease.models import Admin, AdminToken, ApiKey
 from keyrelease.service import admins, queries
 from keyrelease.service.clients import find_key
+from keyrelease.testing.api import released_key
+from keyrelease.testing.tokens import request_token
 
 KEY = "query($id: ID!) { key(id: $id) { id name status lastUsedAt } }"
 

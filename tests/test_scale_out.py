@@ -1,4 +1,4 @@
-"""Issue 5: two API instances and two mail workers on one PostgreSQL database.
+"""Scale-out: two API instances and two mail workers on one PostgreSQL database.
 
 Every limit holds across processes (the database decides, through conditional updates), and
 every outbox message is delivered exactly once although four dispatchers compete for it.
@@ -15,12 +15,13 @@ from collections import Counter
 
 import httpx
 import pytest
-from conftest import SECRET_KEY, base_env, empty_postgres, needs_postgres
+from environment import empty_postgres, needs_postgres
 from dbutil import query
-from liveserver import KEYRELEASE, Server, run_cli
 from mailservers import smtp_server
 
 from keyrelease.codes import verification_code
+from keyrelease.testing.processes import KEYRELEASE, Server, run_cli
+from keyrelease.testing.settings import SECRET_KEY, base_env
 
 pytestmark = [
     pytest.mark.live,

@@ -21,13 +21,15 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from conftest import REVOKE_KEY, base_env, released_key, request_token, running_app
 from dbutil import dump, query
 from keyrelease import credentials, db
 from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
 from keyrelease.service.ratelimit import Rate
-from liveserver import run_cli
+from keyrelease.testing.api import REVOKE_KEY, released_key, running_app
+from keyrelease.testing.processes import run_cli
+from keyrelease.testing.settings import base_env
+from keyrelease.testing.tokens import request_token
 
 ENDPOINT = "/secret-scanning/github"
 PARTNER = {"kind": "PARTNER", "partnerName": "Acme Analytics", "partnerEmail": "keys@acme.example"}

@@ -12,10 +12,10 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import SECRET_KEY, base_env
-from liveserver import Server, run_cli
 
 from keyrelease.codes import verification_code
+from keyrelease.testing.processes import Server, run_cli
+from keyrelease.testing.settings import SECRET_KEY, base_env
 
 pytestmark = pytest.mark.live
 

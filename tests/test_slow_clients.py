@@ -15,9 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import base_env
 from graphql import get_introspection_query
-from liveserver import Server, run_cli
+
+from keyrelease.testing.processes import Server, run_cli
+from keyrelease.testing.settings import base_env
 
 pytestmark = pytest.mark.live
 

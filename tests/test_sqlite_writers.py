@@ -7,24 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import pytest
-from conftest import SECRET_KEY, base_env
 from dbutil import query
-from liveserver import Server, run_cli
 
 from keyrelease.codes import verification_code
+from keyrelease.testing.processes import KEYRELEASE, Server, run_cli
+from keyrelease.testing.settings import SECRET_KEY, base_env
 
 pytestmark = pytest.mark.live
 
 CREATE = "mutation($i: CreateKeyInput!) { createKey(input: $i) { __typename ... on ApiKey { id } } }"
 VERIFY = "mutation($i: VerifyKeyInput!) { verifyKey(input: $i) { __typename ... on ApiKey { status } } }"
-KEYRELEASE = str(Path(sys.executable).parent / "keyrelease")
 #: The CLI runs until this many of its writes began while a server write was in flight.
 OVERLAPS = 3
 MAX_CLI_RUNS = 40

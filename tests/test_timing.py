@@ -17,9 +17,10 @@ import uuid
 from collections import Counter
 
 import pytest
-from conftest import REVEAL_KEY, VERIFY_KEY, released_key, request_token
 
 from keyrelease import credentials
+from keyrelease.testing.api import REVEAL_KEY, VERIFY_KEY, released_key
+from keyrelease.testing.tokens import request_token
 
 FLOOR_MS = 50
 PARTNER = {"kind": "PARTNER", "partnerName": "Acme Analytics", "partnerEmail": "keys@acme.example"}

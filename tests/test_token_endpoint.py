@@ -10,21 +10,14 @@ from urllib.parse import quote
 
 import jwt
 import pytest
-from conftest import (
-    FORM,
-    GRANT,
-    REVOKE_KEY,
-    basic_auth,
-    code_for_key,
-    released_key,
-    request_token,
-)
 from tortoise.exceptions import DBConnectionError
 
 from keyrelease.clock import FrozenClock
 from keyrelease.credentials import hash_secret
 from keyrelease.models import ApiKey
 from keyrelease.service.clients import KeyRecord, find_key
+from keyrelease.testing.api import REVOKE_KEY, code_for_key, released_key
+from keyrelease.testing.tokens import FORM, GRANT, basic_auth, request_token
 
 LOGIN = "/ids/auth/login"
 INVALID_CLIENT_BODY = {"error": "invalid_client", "error_description": "Client authentication failed."}

@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
-from conftest import released_key, request_token, running_app
 from tortoise import connections
 
 import keyrelease.service.clients as clients
 from keyrelease.db import fastpath
+from keyrelease.testing.api import released_key, running_app
+from keyrelease.testing.tokens import request_token
 
 LAST_USED = "query($id: ID!) { key(id: $id) { lastUsedAt } }"
 

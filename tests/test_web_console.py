@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import CODE_LINE, OTP_LINE, base_env, basic_auth, missing
+from environment import missing
 
 #: The browser the tests drive (Debian's; Playwright's own download is not used). .ci/run checks this path.
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,7 +34,6 @@ if not os.access(CHROMIUM, os.X_OK):
 playwright_api = pytest.importorskip("playwright.sync_api", reason=missing("playwright (pip install -e '.[test]')"))
 
 import uvicorn  # noqa: E402
-from liveserver import free_port  # noqa: E402
 from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 from keyrelease.app import create_app  # noqa: E402
@@ -43,6 +42,10 @@ from keyrelease.config import Settings  # noqa: E402
 from keyrelease.models import KeyKind  # noqa: E402
 from keyrelease.service.admins import create_admin  # noqa: E402
 from keyrelease.service.results import GENERIC_VERIFICATION_ERROR  # noqa: E402
+from keyrelease.testing.api import CODE_LINE, OTP_LINE  # noqa: E402
+from keyrelease.testing.processes import free_port  # noqa: E402
+from keyrelease.testing.settings import base_env  # noqa: E402
+from keyrelease.testing.tokens import basic_auth  # noqa: E402
 
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import dbutil
 import pytest
-from liveserver import KEYRELEASE
 
 from keyrelease.clock import FrozenClock
+from keyrelease.testing.processes import KEYRELEASE
 
 pytestmark = pytest.mark.live
 

@@ -1,55 +1,17 @@
-"""The ``memory`` transport: keeps every message in a list, for tests.
+"""Registers the ``memory`` mail transport (:mod:`keyrelease.testing.mail`) under its
+``keyrelease.transports`` entry point.
 
-A test double, not part of keyrelease: it lives in its own distribution (``keyrelease-memory``,
-this folder), which ``make install`` puts in the development virtualenv only, and it loads
-through its ``keyrelease.transports`` entry point like any third-party transport. keyrelease
-refuses it when ``KEYRELEASE_ENV=production``.
-
-Tests reach the instance the service built (``app.state.services.transport``) and wait on it with
-:meth:`MemoryTransport.wait_for` instead of sleeping.
+Only the registration lives here, in a distribution of its own (``keyrelease-memory``, this
+folder) that ``make install`` puts in the development virtualenv: the tests load the transport
+through the same entry-point path as any third-party transport, and a production install, which
+lacks this distribution, does not know the name. keyrelease refuses it when
+``KEYRELEASE_ENV=production`` all the same.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Mapping
-
 from keyrelease.mail.hookspecs import hookimpl
-from keyrelease.mail.transport import DeliveryResult, EmailMessage, Transport
-
-
-class MemoryTransport(Transport):
-    name = "memory"
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self._changed = asyncio.Condition()
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> MemoryTransport:
-        return cls()
-
-    async def send(self, message: EmailMessage) -> DeliveryResult:
-        async with self._changed:
-            self.messages.append(message)
-            self._changed.notify_all()
-        return DeliveryResult(transport=self.name, provider_message_id=message.message_id)
-
-    async def wait_for(
-        self,
-        predicate: Callable[[EmailMessage], bool] = lambda m: True,
-        *,
-        count: int = 1,
-        timeout: float = 5.0,
-    ) -> list[EmailMessage]:
-        """Wait until ``count`` messages match ``predicate``; return all that match."""
-
-        def matching() -> list[EmailMessage]:
-            return [m for m in self.messages if predicate(m)]
-
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(lambda: len(matching()) >= count), timeout)
-            return matching()
+from keyrelease.testing.mail import MemoryTransport
 
 
 @hookimpl

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from conftest import REVOKE_KEY
+from keyrelease.testing.api import REVOKE_KEY
 
 
 async def verified_key(api, admin, **fields) -> dict:

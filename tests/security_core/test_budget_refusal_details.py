@@ -10,11 +10,11 @@ import uuid
 from datetime import datetime, timedelta
 
 import pytest
-from conftest import SECRET_KEY
 from prometheus_client import REGISTRY
 
 from keyrelease.codes import verification_code
 from keyrelease.models import MessageKind, OutboxMessage
+from keyrelease.testing.settings import SECRET_KEY
 
 CREATE = """
 mutation($input: CreateKeyInput!) {

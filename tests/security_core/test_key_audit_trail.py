@@ -4,9 +4,8 @@ the address masked (first letter and domain only)."""
 
 from __future__ import annotations
 
-from conftest import REVOKE_KEY
-
 from keyrelease.service.keys import _mask_email
+from keyrelease.testing.api import REVOKE_KEY
 
 
 def trail(key: dict) -> list[tuple[str, str | None]]:

@@ -5,13 +5,12 @@ a partner key (the partner's password), and the lock that suspends an admin's ke
 
 from __future__ import annotations
 
-from conftest import SECRET_KEY
-
 from keyrelease.codes import verification_code
 from keyrelease.models import KeyKind
 from keyrelease.policy import VerificationPolicy
 from keyrelease.service import admins
 from keyrelease.service.keys import KeyService
+from keyrelease.testing.settings import SECRET_KEY
 
 
 async def service_and_admin(clock):

@@ -8,9 +8,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from conftest import REVOKE_KEY, SECRET_KEY
-
 from keyrelease.codes import partner_otp
+from keyrelease.testing.api import REVOKE_KEY
+from keyrelease.testing.settings import SECRET_KEY
 
 PARTNER = {"kind": "PARTNER", "partnerEmail": "pat@acme.example"}
 WRONG = "AAAA-AAAA-AAAA-AAAA"

@@ -7,9 +7,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from conftest import SECRET_KEY
-
 from keyrelease.codes import verification_code
+from keyrelease.testing.settings import SECRET_KEY
 
 
 def code(key_id: str, generation: int) -> str:

@@ -9,7 +9,9 @@ import logging
 
 import pytest
 from tortoise.exceptions import DBConnectionError
-from conftest import FORM, GRANT, basic_auth, released_key, request_token
+
+from keyrelease.testing.api import released_key
+from keyrelease.testing.tokens import FORM, GRANT, basic_auth, request_token
 
 LOGIN = "/ids/auth/login"
 UNKNOWN = basic_auth("us-east-1#00000000-0000-0000-0000-000000000000", "no-such-secret")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 from tortoise.exceptions import DBConnectionError
 
-from conftest import FORM, GRANT, basic_auth
+from keyrelease.testing.tokens import FORM, GRANT, basic_auth
 
 LOGIN = "/ids/auth/login"
 UNKNOWN = basic_auth("us-east-1#00000000-0000-0000-0000-000000000000", "no-such-secret")

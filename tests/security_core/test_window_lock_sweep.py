@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from conftest import REVOKE_KEY, SECRET_KEY
-
 from keyrelease.policy import VerificationPolicy
 from keyrelease.service.keys import KeyService
+from keyrelease.testing.api import REVOKE_KEY
+from keyrelease.testing.settings import SECRET_KEY
 
 
 def sweeper(clock) -> KeyService:
