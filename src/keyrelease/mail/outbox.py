@@ -122,3 +122,30 @@ async def queue_secret_leaked(
             "expires_at": expires_at.isoformat(),
         },
     )
+
+
+async def queue_expiry_notice(
+    recipient: str, *, role: str, key: ApiKey, threshold: str, institution_name: str, now: datetime
+) -> OutboxMessage:
+    """Tell the key's creating admin (``role="admin"``) or its partner (``role="partner"``) that
+    the key expires at ``key.expires_at``, ``threshold`` (``14d``) ahead. The message expires with
+    the key: a notice about a key that has already expired is not sent. Not tied to the key
+    (``key_id`` is empty), so it never shows as the key's ``lastDelivery``."""
+    assert key.expires_at is not None
+    return await _queue(
+        MessageKind.EXPIRY_NOTICE,
+        recipient,
+        key_id=None,
+        now=now,
+        payload={
+            "role": role,
+            "key_id": str(key.id),
+            "key_name": key.name,
+            "key_kind": key.kind.value,
+            "client_id": key.client_id,
+            "partner_name": key.partner_name or "",
+            "institution_name": institution_name,
+            "threshold": threshold,
+            "expires_at": key.expires_at.isoformat(),
+        },
+    )

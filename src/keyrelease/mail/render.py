@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from keyrelease import codes
 from keyrelease.mail.templates import MailTemplates, load_templates
@@ -41,6 +41,20 @@ def leak_next_steps(payload: dict) -> str:
         "Create a new key for whoever used this one (it is released after verification, as every "
         "new key is), then remove the secret from where it was found and from its history. "
         "The old secret will never work again."
+    )
+
+
+def expiry_renewal(payload: dict) -> str:
+    """How the recipient of an expiry notice keeps access: the one place this is said, so that
+    renewal by rotation, once it exists, changes this sentence and nothing else."""
+    if payload.get("role") == "partner":
+        return (
+            f"To keep access, contact the admin at {payload['institution_name']} who gave you this key "
+            "and ask for a replacement before then."
+        )
+    return (
+        "To keep access, create a replacement key and verify it before then, give its credentials "
+        "to whoever uses this one, and revoke this key once they have switched."
     )
 
 
@@ -87,6 +101,21 @@ class MailRenderer:
                 }
             )
             return self._message(message, subject, text, html)
+        if message.kind is MessageKind.EXPIRY_NOTICE:
+            subject, text, html = self._templates.expiry_notice.render(
+                {
+                    "key_name": payload["key_name"],
+                    "key_id": payload["key_id"],
+                    "key_kind": payload["key_kind"],
+                    "client_id": payload["client_id"],
+                    "institution_name": payload["institution_name"],
+                    "partner_name": payload.get("partner_name") or "the partner",
+                    "threshold": payload["threshold"],
+                    "expires_at": _iso(payload["expires_at"]),
+                    "renewal": expiry_renewal(payload),
+                }
+            )
+            return self._message(message, subject, text, html)
         key_id = uuid.UUID(payload["key_id"])
         expires_at = _utc(payload["expires_at"])
         if message.kind is MessageKind.VERIFICATION_CODE:
@@ -128,3 +157,8 @@ class MailRenderer:
 
 def _utc(iso: str) -> str:
     return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _iso(iso: str) -> str:
+    """A moment as ISO 8601 in UTC to the second: ``2027-01-31T09:00:00Z``."""
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
