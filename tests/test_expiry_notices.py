@@ -210,3 +210,47 @@ def test_expiry_notices_setting_refuses_bad_values_naming_the_variable(tmp_path,
         Settings.from_env(base_env(tmp_path, KEYRELEASE_EXPIRY_NOTICES=raw))
     assert str(caught.value).startswith("KEYRELEASE_EXPIRY_NOTICES: ")
     assert problem in str(caught.value)
+
+
+# --- keys(expiringWithin:) --------------------------------------------------------------------
+
+EXPIRING = "query($w: String) { keys(expiringWithin: $w) { edges { node { name status expiresAt } } } }"
+
+
+async def test_keys_expiring_within_lists_the_usable_keys_expiring_in_time(api, clock):
+    admin = await api.admin()
+    await expiring_key(api, clock, admin, 5, name="five days")
+    await expiring_key(api, clock, admin, 13, name="thirteen days")
+    await expiring_key(api, clock, admin, 20, name="twenty days")
+    await released_key(api, admin, name="no expiry")
+    revoked, _ = await expiring_key(api, clock, admin, 2, name="revoked")
+    await api.data(
+        "mutation($i: RevokeKeyInput!) { revokeKey(input: $i) { __typename } }", {"i": {"keyId": revoked["id"]}}, admin.token
+    )
+    pending = await api.create_key(admin, name="pending", expiresAt=(clock.now() + DAY).isoformat())
+    assert pending["status"] == "PENDING_VERIFICATION"
+    other = await api.admin("bob@other.example", "Other College")
+    await expiring_key(api, clock, other, 1, name="another institution's")
+
+    async def names(within: str) -> list[str]:
+        edges = (await api.data(EXPIRING, {"w": within}, admin.token))["keys"]["edges"]
+        assert {e["node"]["status"] for e in edges} <= {"ACTIVE"}
+        return sorted(e["node"]["name"] for e in edges)  # created in the same frozen instant
+
+    assert await names("14d") == ["five days", "thirteen days"]
+    assert await names("30d") == ["five days", "thirteen days", "twenty days"]
+    assert await names("120h") == ["five days"]
+    assert await names("1m") == []
+    clock.advance(days=5)
+    assert await names("14d") == ["thirteen days"], "an expired key is not expiring"
+
+
+@pytest.mark.parametrize("within", ["", "14", "14w", "0d", "soon", "-1d", "1.5d", "9999999d", "1d\n"])
+async def test_keys_expiring_within_refuses_what_is_not_a_duration(api, within):
+    admin = await api.admin()
+    response = await api.post(EXPIRING, {"w": within}, admin.token)
+    assert response.status_code == 200
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["message"].startswith("expiringWithin must ")  # a duration; no control characters
+    assert response.json()["data"] is None
