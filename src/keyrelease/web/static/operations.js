@@ -45,6 +45,17 @@ export const KEYS = `
   }
 `;
 
+export const EXPIRING_KEYS = `
+  query ExpiringKeys($within: String!) {
+    keys(first: 100, expiringWithin: $within) {
+      edges {
+        node { id name expiresAt }
+      }
+      pageInfo { hasNextPage }
+    }
+  }
+`;
+
 export const KEY = `
   query Key($id: ID!) {
     key(id: $id) { ...KeyFields }
