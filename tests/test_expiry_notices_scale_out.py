@@ -10,21 +10,19 @@ then are the four processes started together, each running its first pass at onc
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import time
 import uuid
 from collections import Counter
 
 import httpx
 import pytest
+
 from dbutil import query
 from environment import empty_postgres, needs_postgres
-from mailservers import smtp_server
-
 from keyrelease.codes import verification_code
-from keyrelease.testing.processes import KEYRELEASE, Server, run_cli
+from keyrelease.testing.processes import KEYRELEASE, Process, Server, run_cli
 from keyrelease.testing.settings import SECRET_KEY, base_env
+from mailservers import smtp_server
 
 pytestmark = [pytest.mark.live, needs_postgres]
 
@@ -90,15 +88,7 @@ async def test_two_instances_and_two_workers_send_each_expiry_notice_exactly_onc
         )
         assert await query(postgres_url, "SELECT id FROM outbox_message WHERE kind = 'EXPIRY_NOTICE'") == []
 
-        workers = [
-            subprocess.Popen(
-                [KEYRELEASE, "worker"],
-                env={**os.environ, **env},
-                stdout=open(tmp_path / f"worker{i}.log", "wb"),  # noqa: SIM115
-                stderr=subprocess.STDOUT,
-            )
-            for i in range(2)
-        ]
+        workers = [Process([KEYRELEASE, "worker"], env, log_path=tmp_path / f"worker{i}.log").start() for i in range(2)]
         servers = [Server(env=env, log_path=tmp_path / f"api{i}.log") for i in range(2)]
         try:
             for server in servers:
@@ -117,8 +107,7 @@ async def test_two_instances_and_two_workers_send_each_expiry_notice_exactly_onc
             for server in servers:
                 server.stop()
             for worker in workers:
-                worker.terminate()
-                worker.wait(10)
+                worker.stop()
 
     received = Counter((d.rcpt_tos[0], d.parsed()["Subject"]) for d in notices())
     assert len(received) == expected, "every notice arrived"

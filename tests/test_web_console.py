@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from environment import missing
 
 #: The browser the tests drive (Debian's; Playwright's own download is not used). .ci/run checks this path.

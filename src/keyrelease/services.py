@@ -137,30 +137,27 @@ async def background(services: Services, *, upkeep: bool, delivery: bool) -> Asy
 async def sweep_window_locks(keys: KeyService, every: float = SWEEP_SECONDS) -> None:
     """Record LOCKED for keys whose window closed with nobody looking. Status is derived from
     timestamps, so correctness never waits for this; it keeps the event history complete."""
-    while True:
-        try:
-            recorded = await keys.record_window_locks()
-            if recorded:
-                sweep_log.info("recorded %d window lock(s)", recorded)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            sweep_log.exception("window-lock sweep failed")
-        await asyncio.sleep(every)
+    await _passes(every, keys.record_window_locks, "recorded %d window lock(s)", "window-lock sweep failed")
 
 
 async def send_expiry_notices(notices: ExpiryNoticeService, every: float = NOTICE_SECONDS) -> None:
     """Send the expiry notices that are due, now and every ``every`` seconds. Every pass is safe
     in any number of processes at once: each notice is decided by the database, once."""
+    await _passes(every, notices.send_due, "sent %d expiry notice(s)", "expiry-notice pass failed")
+
+
+async def _passes(every: float, run: Callable[[], Awaitable[int]], done: str, failed: str) -> None:
+    """``run`` now and every ``every`` seconds; its count logged as ``done``, a failure as
+    ``failed`` (with the traceback), and the next pass tries again."""
     while True:
         try:
-            sent = await notices.send_due()
-            if sent:
-                sweep_log.info("sent %d expiry notice(s)", sent)
+            count = await run()
+            if count:
+                sweep_log.info(done, count)
         except asyncio.CancelledError:
             raise
         except Exception:
-            sweep_log.exception("expiry-notice pass failed")
+            sweep_log.exception(failed)
         await asyncio.sleep(every)
 
 
