@@ -21,6 +21,18 @@ async def _queue(
     )
 
 
+def _about(key: ApiKey, *, role: str, institution_name: str) -> dict:
+    """The payload of a notice about ``key`` to an admin or its partner (``role``)."""
+    return {
+        "role": role,
+        "key_id": str(key.id),
+        "key_name": key.name,
+        "key_kind": key.kind.value,
+        "partner_name": key.partner_name or "",
+        "institution_name": institution_name,
+    }
+
+
 async def queue_verification_code(key: ApiKey, *, code_expires_at: datetime, now: datetime) -> OutboxMessage:
     assert key.notify_email is not None
     return await _queue(
@@ -110,12 +122,7 @@ async def queue_secret_leaked(
         key_id=None,
         now=reported_at,
         payload={
-            "role": role,
-            "key_id": str(key.id),
-            "key_name": key.name,
-            "key_kind": key.kind.value,
-            "partner_name": key.partner_name or "",
-            "institution_name": institution_name,
+            **_about(key, role=role, institution_name=institution_name),
             "leak_url": leak_url,
             "source": source,
             "reported_at": reported_at.isoformat(),
@@ -138,13 +145,8 @@ async def queue_expiry_notice(
         key_id=None,
         now=now,
         payload={
-            "role": role,
-            "key_id": str(key.id),
-            "key_name": key.name,
-            "key_kind": key.kind.value,
+            **_about(key, role=role, institution_name=institution_name),
             "client_id": key.client_id,
-            "partner_name": key.partner_name or "",
-            "institution_name": institution_name,
             "threshold": threshold,
             "expires_at": key.expires_at.isoformat(),
         },

@@ -89,11 +89,7 @@ class MailRenderer:
         if message.kind is MessageKind.SECRET_LEAKED:
             subject, text, html = self._templates.secret_leaked.render(
                 {
-                    "key_name": payload["key_name"],
-                    "key_id": payload["key_id"],
-                    "key_kind": payload["key_kind"],
-                    "institution_name": payload["institution_name"],
-                    "partner_name": payload.get("partner_name") or "the partner",
+                    **_about(payload),
                     "leak_url": payload["leak_url"] or "(not given)",
                     "source": payload.get("source") or "a report",
                     "reported_at": _utc(payload["reported_at"]),
@@ -104,12 +100,8 @@ class MailRenderer:
         if message.kind is MessageKind.EXPIRY_NOTICE:
             subject, text, html = self._templates.expiry_notice.render(
                 {
-                    "key_name": payload["key_name"],
-                    "key_id": payload["key_id"],
-                    "key_kind": payload["key_kind"],
+                    **_about(payload),
                     "client_id": payload["client_id"],
-                    "institution_name": payload["institution_name"],
-                    "partner_name": payload.get("partner_name") or "the partner",
                     "threshold": payload["threshold"],
                     "expires_at": _iso(payload["expires_at"]),
                     "renewal": expiry_renewal(payload),
@@ -153,6 +145,17 @@ class MailRenderer:
             html=html,
             headers={"X-Keyrelease-Message-Id": self.message_id(message)},
         )
+
+
+def _about(payload: dict) -> dict[str, str]:
+    """The values every notice about one key has (a leak, an expiry)."""
+    return {
+        "key_name": payload["key_name"],
+        "key_id": payload["key_id"],
+        "key_kind": payload["key_kind"],
+        "institution_name": payload["institution_name"],
+        "partner_name": payload.get("partner_name") or "the partner",
+    }
 
 
 def _utc(iso: str) -> str:
