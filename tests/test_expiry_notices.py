@@ -169,6 +169,26 @@ async def test_parallel_passes_send_each_notice_once(api, app, clock):
         assert await history(api, admin, key["id"]) == ["14d"]
 
 
+class TestConfiguredThresholds:
+    @pytest.fixture
+    def env_overrides(self) -> dict[str, str]:
+        return {"KEYRELEASE_EXPIRY_NOTICES": "36h,7d"}
+
+    async def test_the_policy_states_the_thresholds_largest_first(self, api):
+        admin = await api.admin()
+        policy = (await api.data("{ policy { expiryNotices } }", token=admin.token))["policy"]
+        assert policy == {"expiryNotices": ["7d", "36h"]}
+
+    async def test_notices_follow_the_configured_thresholds(self, api, app, clock):
+        admin = await api.admin()
+        key, _ = await expiring_key(api, clock, admin, 20)
+        clock.advance(days=13, seconds=1)  # 7 days left: not 14d, which is not configured
+        assert await notices_pass(app) == 1
+        clock.advance(days=5, hours=12)  # 36 hours left
+        assert await notices_pass(app) == 1
+        assert await history(api, admin, key["id"]) == ["7d", "36h"]
+
+
 # --- the setting ------------------------------------------------------------------------------
 
 

@@ -7,15 +7,16 @@
 
 import { showCredentials } from "./credentials.js";
 import { $, announce, clearErrors, h, setBusy, setFieldError, showScreen } from "./dom.js";
-import { deliveryText, formatDateTime } from "./format.js";
+import { deliveryText, formatDateTime, formatDuration } from "./format.js";
 import { ApiError, graphql } from "./graphql.js";
 import { CREATE_KEY, EXPIRING_KEYS, KEY, KEYS, ME, REVEAL_KEY, REVOKE_KEY } from "./operations.js";
 import { showVerify } from "./verify.js";
 
 const TOKEN_STORAGE = "keyrelease.adminToken";
 const PAGE_SIZE = 10;
-// "Expiring soon": active keys expiring within the first expiry notice's threshold by default
-// (KEYRELEASE_EXPIRY_NOTICES, 30d), as the server's clock counts it.
+// "Expiring soon": active keys expiring within the first expiry notice's threshold
+// (KEYRELEASE_EXPIRY_NOTICES, read at sign-in), or 30 days when none is configured, as the
+// server's clock counts it.
 const EXPIRING_WITHIN = "30d";
 
 const STATUS_LABEL = {
@@ -34,6 +35,8 @@ const KIND_LABEL = { INSTITUTIONAL: "Institutional", PARTNER: "Partner" };
 const session = {
   token: sessionStorage.getItem(TOKEN_STORAGE),
   me: null,
+  // The "Expiring soon" horizon (a duration such as "30d"), set at sign-in.
+  expiringWithin: EXPIRING_WITHIN,
   ticket: 0,
   // A request with the admin token. A token the server no longer accepts ends the session.
   async api(query, variables) {
@@ -116,6 +119,7 @@ async function signIn(event) {
     const data = await graphql(ME, {}, { token: candidate });
     session.token = candidate;
     session.me = data.me;
+    session.expiringWithin = data.policy.expiryNotices[0] ?? EXPIRING_WITHIN;
     sessionStorage.setItem(TOKEN_STORAGE, candidate);
   } catch (error) {
     const message =
@@ -166,7 +170,7 @@ async function loadKeys() {
   try {
     [data, expiring] = await Promise.all([
       session.api(KEYS, { first: PAGE_SIZE, after: list.cursors[list.page], status: list.status || null }),
-      session.api(EXPIRING_KEYS, { within: EXPIRING_WITHIN }),
+      session.api(EXPIRING_KEYS, { within: session.expiringWithin }),
     ]);
   } catch (failure) {
     if (mine === session.ticket) error.textContent = failure.message;
@@ -197,6 +201,9 @@ async function loadKeys() {
 function renderExpiring({ edges, pageInfo }) {
   const keys = edges.map(({ node }) => node).sort((a, b) => Date.parse(a.expiresAt) - Date.parse(b.expiresAt));
   $("#expiring").hidden = keys.length === 0;
+  for (const element of document.querySelectorAll(".expiring-horizon")) {
+    element.textContent = formatDuration(session.expiringWithin);
+  }
   $("#expiring-list").replaceChildren(
     ...keys.map((key) =>
       h("li", {}, h("a", { href: `#/keys/${encodeURIComponent(key.id)}` }, key.name), ` expires ${formatDateTime(key.expiresAt)}`),

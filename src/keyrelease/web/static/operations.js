@@ -31,6 +31,7 @@ const KEY_FIELDS = `
 export const ME = `
   query Me {
     me { name email institution { name } }
+    policy { expiryNotices }
   }
 `;
 
