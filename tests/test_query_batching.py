@@ -19,8 +19,13 @@ PAGE = """query($first: Int!) { keys(first: $first) { edges { node {
 
 @pytest.fixture
 def env_overrides():
-    # The cost limit would refuse the 20 aliases below before they run; here they must run.
-    return {"KEYRELEASE_RATE_LIMIT_ADMIN_QUERY": "off", "KEYRELEASE_GRAPHQL_MAX_COST": "1000000"}
+    # The cost limit would refuse the 20 aliases below before they run; here they must run. No
+    # dispatcher: its pass over the outbox (every second) would land inside a counted block.
+    return {
+        "KEYRELEASE_RATE_LIMIT_ADMIN_QUERY": "off",
+        "KEYRELEASE_GRAPHQL_MAX_COST": "1000000",
+        "KEYRELEASE_DISPATCHER": "false",
+    }
 
 
 @pytest.fixture

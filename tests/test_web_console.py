@@ -43,6 +43,7 @@ from keyrelease.clock import FrozenClock  # noqa: E402
 from keyrelease.config import Settings  # noqa: E402
 from keyrelease.models import KeyKind  # noqa: E402
 from keyrelease.service.admins import create_admin  # noqa: E402
+from keyrelease.service.offboarding import disable_admin  # noqa: E402
 from keyrelease.service.results import GENERIC_VERIFICATION_ERROR  # noqa: E402
 from keyrelease.testing.api import CODE_LINE, OTP_LINE  # noqa: E402
 from keyrelease.testing.processes import free_port  # noqa: E402
@@ -409,6 +410,19 @@ def test_wrong_codes_until_none_are_left_lock_the_key(page: Page, admin: Admin):
     enter_code(page, wrong(right))
     expect(page.get_by_role("heading", name="This key is locked")).to_be_focused()
     expect(page.locator("#locked-reason")).to_contain_text("a wrong code was entered too many times")
+
+
+def test_a_pending_key_of_a_disabled_admin_shows_why_it_locked_to_a_colleague(page: Page, admin: Admin, server: LiveApp):
+    sign_in(page, admin)
+    key_id = create_key(page, "Left behind")
+    server.run(disable_admin(server.clock, admin.email))
+    colleague = Admin(server, institution=admin.institution, name="Bob")
+    sign_in(page, colleague)
+    page.goto(f"/#/keys/{key_id}")
+    expect(page.get_by_role("heading", name="This key is locked")).to_be_focused()
+    expect(page.locator("#locked-reason")).to_have_text(
+        "“Left behind” is locked: the admin who created it was disabled before it was verified."
+    )
 
 
 def test_a_code_is_tried_on_the_key_on_screen_alone(page: Page, admin: Admin):

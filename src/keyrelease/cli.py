@@ -114,6 +114,46 @@ def cmd_admin_revoke_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _admin_outcome(task: Callable[[], Awaitable[T]]) -> T | None:
+    """Run an admin command's ``task``; None, the error printed, when its input was refused."""
+    from keyrelease.service.admins import AdminInputError
+
+    try:
+        return _run_admin_task(_settings(), task)
+    except AdminInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None
+
+
+def cmd_admin_disable(args: argparse.Namespace) -> int:
+    from keyrelease.service.offboarding import disable_admin
+
+    done = _admin_outcome(lambda: disable_admin(SystemClock(), args.email))
+    if done is None:
+        return 2
+    if not done.changed:
+        print(f"{done.email} was already disabled (since {_when(done.disabled_at)}); nothing changed")
+        return 0
+    print(f"{done.email} disabled at {_when(done.disabled_at)}: every token of theirs is refused from now on")
+    print(f"{len(done.locked)} pending key(s) locked (lock reason ADMIN_DISABLED); "
+          f"{len(done.active)} active key(s) keep working, managed by the institution's other admins")
+    return 0
+
+
+def cmd_admin_enable(args: argparse.Namespace) -> int:
+    from keyrelease.service.offboarding import enable_admin
+
+    done = _admin_outcome(lambda: enable_admin(SystemClock(), args.email))
+    if done is None:
+        return 2
+    if not done.changed:
+        print(f"{done.email} is not disabled; nothing changed")
+        return 0
+    print(f"{done.email} enabled (was disabled since {_when(done.was_disabled_at)}): their tokens that are "
+          "neither expired nor revoked work again; keys locked by the disable stay locked")
+    return 0
+
+
 def cmd_admin_list(args: argparse.Namespace) -> int:
     from keyrelease.service.admins import list_admins
 
@@ -123,7 +163,8 @@ def cmd_admin_list(args: argparse.Namespace) -> int:
     if not admins:
         print("no admins; create one with: keyrelease admin create --institution NAME --email ADDRESS")
     for admin in admins:
-        print(f"{admin.email}\t{admin.institution}\t{admin.name or '-'}\tcreated {_when(admin.created_at)}")
+        disabled = f"\tdisabled {_when(admin.disabled_at)}" if admin.disabled_at is not None else ""
+        print(f"{admin.email}\t{admin.institution}\t{admin.name or '-'}\tcreated {_when(admin.created_at)}{disabled}")
         for token in admin.tokens:
             print(
                 f"  token {token.id}\t{token.state(now)}\tcreated {_when(token.created_at)}"
@@ -345,6 +386,24 @@ def build_parser() -> argparse.ArgumentParser:
     admin_sub.add_parser("list", help="List admins and their token ids, never token values.").set_defaults(
         func=cmd_admin_list
     )
+    disable = admin_sub.add_parser(
+        "disable",
+        help="Offboard an admin: their tokens are refused at once, their pending keys lock.",
+        description="Offboard an admin, in one transaction: every token of theirs is refused from the next "
+        "request (the same answer as a revoked token), their keys still waiting for verification lock "
+        "(lock reason ADMIN_DISABLED), their active keys keep working and stay with the institution's other "
+        "admins. Disabling twice changes nothing. See docs/operations.md.",
+    )
+    disable.add_argument("--email", required=True)
+    disable.set_defaults(func=cmd_admin_disable)
+    enable = admin_sub.add_parser(
+        "enable",
+        help="Let a disabled admin sign in again (never undoes a lock).",
+        description="Let a disabled admin sign in again: their tokens that are neither expired nor revoked "
+        "work again. Keys locked by the disable stay locked; the admin creates new ones.",
+    )
+    enable.add_argument("--email", required=True)
+    enable.set_defaults(func=cmd_admin_enable)
 
     keys = sub.add_parser("keys", help="Manage API keys.")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

@@ -18,7 +18,7 @@ VERIFICATIONS = Counter(
     "verifyKey calls by outcome: verified, failed (the generic error), invalid (not six digits).",
     ["outcome"],
 )
-LOCKS = Counter("keyrelease_key_locks_total", "Keys locked, by reason (ATTEMPTS, WINDOW).", ["reason"])
+LOCKS = Counter("keyrelease_key_locks_total", "Keys locked, by reason (ATTEMPTS, WINDOW, ADMIN_DISABLED).", ["reason"])
 RESENDS = Counter("keyrelease_code_resends_total", "resendCode calls by outcome: sent, refused.", ["outcome"])
 REVEALS = Counter(
     "keyrelease_reveals_total",

@@ -36,6 +36,8 @@ class KeyKind(StrEnum):
 class LockReason(StrEnum):
     ATTEMPTS = "ATTEMPTS"
     WINDOW = "WINDOW"
+    #: The creating admin was disabled (``keyrelease admin disable``) while the key was pending.
+    ADMIN_DISABLED = "ADMIN_DISABLED"
 
 
 class EventType(StrEnum):
@@ -51,6 +53,8 @@ class EventType(StrEnum):
     PARTNER_REVEALED = "PARTNER_REVEALED"
     REVOKED = "REVOKED"
     LEAK_REPORTED = "LEAK_REPORTED"
+    #: The creating admin was disabled: a pending key locked, an active one kept working.
+    ADMIN_DISABLED = "ADMIN_DISABLED"
     #: An expiry notice went out (detail: the threshold, ``14d``).
     EXPIRY_NOTICE = "EXPIRY_NOTICE"
 
@@ -106,6 +110,9 @@ class Admin(Model):
     email = fields.CharField(max_length=EMAIL_MAX, unique=True)
     name = fields.CharField(max_length=NAME_MAX, default="")
     created_at = fields.DatetimeField()
+    #: Set by ``keyrelease admin disable`` (offboarding): every token of the admin is refused
+    #: while it is set; ``keyrelease admin enable`` clears it.
+    disabled_at = fields.DatetimeField(null=True)
 
     institution_id: int
     tokens: fields.ReverseRelation[AdminToken]

@@ -25,7 +25,7 @@ from strawberry.types.nodes import SelectedField, Selection
 
 from keyrelease.deadline import UNAVAILABLE
 from keyrelease.graphql import errors, limits
-from keyrelease.graphql.context import ClientError, Context
+from keyrelease.graphql.context import TOKEN_NOT_ACCEPTED, ClientError, Context
 from keyrelease.graphql.cost import AdminTurns, QueryCostLimit
 from keyrelease.graphql.guess_limit import OneGuessPerRequest
 from keyrelease.graphql.inputs import CreateKeyInput, ResendCodeInput, RevealKeyInput, RevokeKeyInput, VerifyKeyInput
@@ -85,6 +85,8 @@ def _map(result: object) -> Any:
             return KeyCreationSuspendedError(message=result.message, limit=limit, locked_keys=locked, retry_at=retry_at)
         case results.KeyNotFound(message=message):
             return KeyNotFoundError(message=message)
+        case results.SignInRefused():  # disabled meanwhile: the answer to a refused token
+            raise ClientError(TOKEN_NOT_ACCEPTED, "UNAUTHENTICATED")
     raise TypeError(f"unmapped service result {type(result).__name__}")
 
 

@@ -26,7 +26,8 @@ KeyEventType = strawberry.enum(models.EventType, name="KeyEventType")
 LockReason = strawberry.enum(
     models.LockReason,
     name="LockReason",
-    description="ATTEMPTS: a wrong code was entered too many times. WINDOW: not verified before the deadline.",
+    description="ATTEMPTS: a wrong code was entered too many times. WINDOW: not verified before the deadline. "
+    "ADMIN_DISABLED: the admin who created it was disabled while it waited for verification.",
 )
 DeliveryStatus = strawberry.enum(
     models.DeliveryStatus,

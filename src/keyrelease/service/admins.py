@@ -3,7 +3,8 @@ authentication (every request).
 
 A token is stored only as its SHA-256; it expires ``ttl_days`` after issue and can be revoked
 by its value or by its id (shown by ``keyrelease admin list``). Nothing is cached: every
-request reads the token's row, so a revoked or expired token stops with the next request.
+request reads the token's row and its admin's, so a revoked or expired token, or any token of
+a disabled admin (:mod:`keyrelease.service.offboarding`), stops with the next request.
 """
 
 from __future__ import annotations
@@ -130,6 +131,8 @@ class AdminSummary:
     institution: str
     created_at: datetime
     tokens: tuple[TokenSummary, ...]
+    #: When the admin was disabled (``keyrelease admin disable``); None while they may sign in.
+    disabled_at: datetime | None = None
 
 
 async def list_admins() -> list[AdminSummary]:
@@ -145,20 +148,22 @@ async def list_admins() -> list[AdminSummary]:
                 TokenSummary(id=t.id, created_at=t.created_at, expires_at=t.expires_at, revoked_at=t.revoked_at)
                 for t in sorted(admin.tokens, key=lambda t: t.id)
             ),
+            disabled_at=admin.disabled_at,
         )
         for admin in admins
     ]
 
 
 async def authenticate(clock: Clock, token: str) -> Admin | None:
-    """The admin a bearer token belongs to, or None (unknown, revoked or expired token).
+    """The admin a bearer token belongs to, or None (unknown, revoked or expired token, or a
+    disabled admin's: the caller cannot tell which).
 
     One point read (:func:`keyrelease.db.fastpath.admin_by_token_hash`), which also brings the
     admin's institution, attached as ``admin.institution``."""
     if not token.startswith(credentials.ADMIN_TOKEN_PREFIX) or len(token) > 200:
         return None
     found = await fastpath.admin_by_token_hash(credentials.hash_secret(token))
-    if found is None or found.revoked_at is not None:
+    if found is None or found.revoked_at is not None or found.admin.disabled_at is not None:
         return None
     if found.expires_at is not None and found.expires_at <= clock.now():
         return None

@@ -46,6 +46,7 @@ from keyrelease.service.results import (
     KeyCreationSuspended,
     KeyNotFound,
     PendingLimitReached,
+    SignInRefused,
     VerificationFailed,
 )
 from keyrelease.status import KeyStatus, key_status
@@ -138,7 +139,7 @@ class KeyService:
         expires_at: datetime | None = None,
         partner_name: str | None = None,
         partner_email: str | None = None,
-    ) -> ApiKey | InvalidInput | PendingLimitReached | BudgetRefusal:
+    ) -> ApiKey | InvalidInput | PendingLimitReached | BudgetRefusal | SignInRefused:
         now = self.clock.now()
         problem = refuse_control_characters(name=name, partnerName=partner_name, partnerEmail=partner_email)
         if problem is not None:
@@ -167,6 +168,10 @@ class KeyService:
             # The admin's row lock makes parallel creates by one admin queue up behind the
             # budget and pending-count checks (see keyrelease.service.budget).
             await budget.hold(admin.id)
+            # Disabled after the token was accepted: no pending key may outlive the disable,
+            # which takes this lock too (keyrelease.service.offboarding).
+            if await Admin.filter(id=admin.id, disabled_at__not_isnull=True).exists():
+                raise _Undo(SignInRefused())
             overspent = await self.budget.spend(
                 admin.id, now, (BudgetItem.KEY_CREATED, BudgetItem.CODE_EMAIL), self.budget.for_create
             )

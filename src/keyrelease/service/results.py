@@ -24,6 +24,12 @@ class VerificationFailed:
 
 
 @dataclass(frozen=True)
+class SignInRefused:
+    """The admin was disabled after their token was accepted for this request: answered as a
+    refused token (the GraphQL layer's UNAUTHENTICATED), nothing done."""
+
+
+@dataclass(frozen=True)
 class InvalidInput:
     field: str
     message: str

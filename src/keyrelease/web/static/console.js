@@ -385,10 +385,10 @@ function showMessage(heading, text) {
 // -- locked ------------------------------------------------------------------------------
 
 function showLocked(key) {
-  const reason =
-    key.lockReason === "ATTEMPTS"
-      ? `“${key.name}” is locked: a wrong code was entered too many times.`
-      : `“${key.name}” is locked: it was not verified in time. Its window closed at ${formatDateTime(key.verificationDeadline)}.`;
+  const reason = {
+    ATTEMPTS: `“${key.name}” is locked: a wrong code was entered too many times.`,
+    ADMIN_DISABLED: `“${key.name}” is locked: the admin who created it was disabled before it was verified.`,
+  }[key.lockReason] ?? `“${key.name}” is locked: it was not verified in time. Its window closed at ${formatDateTime(key.verificationDeadline)}.`;
   $("#locked-reason").textContent = reason;
   $("#locked-new").onclick = () => {
     screen.createPrefill = { name: key.name, kind: key.kind, partnerName: key.partnerName, partnerEmail: key.partnerEmail };

@@ -13,7 +13,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0007_sqlite_lost_indexes')]
+    dependencies = [('models', '0008_admin_disabled')]
 
     initial = False
 
@@ -38,7 +38,7 @@ class Migration(migrations.Migration):
         ops.AlterField(
             model_name='KeyEvent',
             name='type',
-            field=fields.CharEnumField(description='CREATED: CREATED\nCODE_SENT: CODE_SENT\nCODE_RESENT: CODE_RESENT\nVERIFICATION_FAILED: VERIFICATION_FAILED\nVERIFIED: VERIFIED\nLOCKED: LOCKED\nREVEALED: REVEALED\nPARTNER_OTP_SENT: PARTNER_OTP_SENT\nPARTNER_REVEAL_FAILED: PARTNER_REVEAL_FAILED\nPARTNER_REVEALED: PARTNER_REVEALED\nREVOKED: REVOKED\nLEAK_REPORTED: LEAK_REPORTED\nEXPIRY_NOTICE: EXPIRY_NOTICE', enum_type=EventType, max_length=32),
+            field=fields.CharEnumField(description='CREATED: CREATED\nCODE_SENT: CODE_SENT\nCODE_RESENT: CODE_RESENT\nVERIFICATION_FAILED: VERIFICATION_FAILED\nVERIFIED: VERIFIED\nLOCKED: LOCKED\nREVEALED: REVEALED\nPARTNER_OTP_SENT: PARTNER_OTP_SENT\nPARTNER_REVEAL_FAILED: PARTNER_REVEAL_FAILED\nPARTNER_REVEALED: PARTNER_REVEALED\nREVOKED: REVOKED\nLEAK_REPORTED: LEAK_REPORTED\nADMIN_DISABLED: ADMIN_DISABLED\nEXPIRY_NOTICE: EXPIRY_NOTICE', enum_type=EventType, max_length=32),
         ),
         ops.AlterField(
             model_name='OutboxMessage',
