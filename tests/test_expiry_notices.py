@@ -17,6 +17,7 @@ from keyrelease import expiry
 from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
 from keyrelease.models import ExpiryNotice, MessageKind, NoticeOutcome, OutboxMessage
+from keyrelease.service.offboarding import disable_admin
 from keyrelease.testing.api import released_key
 from keyrelease.testing.settings import base_env
 
@@ -120,6 +121,19 @@ async def test_a_key_verified_ten_days_before_expiry_gets_only_the_thresholds_st
         30 * 86400: NoticeOutcome.NOT_AHEAD, 14 * 86400: NoticeOutcome.NOT_AHEAD,
         7 * 86400: NoticeOutcome.SENT, 86400: NoticeOutcome.SENT,
     }
+
+
+async def test_a_disabled_creators_key_is_announced_to_the_institutions_other_admins(api, app, clock):
+    ada = await api.admin("ada@uni.example")
+    bob = await api.admin("bob@uni.example")
+    gone = await api.admin("gone@uni.example")
+    key, _ = await expiring_key(api, clock, gone, 10, name="Offboarded owner's key")
+    await disable_admin(clock, "gone@uni.example")
+    clock.advance(days=3, seconds=1)
+    assert await notices_pass(app) == 1
+    assert len(await notices(api, ada.email, 1)) == 1 and len(await notices(api, bob.email, 1)) == 1
+    assert await queued("gone@uni.example") == 0 and await queued() == 2
+    assert await history(api, ada, key["id"]) == ["7d"]
 
 
 async def test_revoked_keys_get_no_notice(api, app, clock):

@@ -31,7 +31,7 @@ from tortoise.transactions import in_transaction
 from keyrelease import expiry
 from keyrelease.clock import Clock
 from keyrelease.mail import outbox
-from keyrelease.models import ApiKey, EventType, ExpiryNotice, Institution, KeyEvent, KeyKind, NoticeOutcome
+from keyrelease.models import Admin, ApiKey, EventType, ExpiryNotice, Institution, KeyEvent, KeyKind, NoticeOutcome
 from keyrelease.service.queries import status_filter
 from keyrelease.status import KeyStatus, may_authenticate
 
@@ -112,7 +112,7 @@ class ExpiryNoticeService:
     async def _notify(self, key: ApiKey, threshold: str, now: datetime) -> int:
         await KeyEvent.create(key_id=key.id, type=EventType.EXPIRY_NOTICE, at=now, detail=threshold)
         institution = await Institution.get(id=key.institution_id)
-        recipients = [("admin", key.notify_email)] if key.notify_email else []
+        recipients = [("admin", email) for email in await self._admins_to_tell(key)]
         if key.kind is KeyKind.PARTNER and key.partner_email:
             recipients.append(("partner", key.partner_email))
         for role, recipient in recipients:
@@ -120,6 +120,17 @@ class ExpiryNoticeService:
                 recipient, role=role, key=key, threshold=threshold, institution_name=institution.name, now=now
             )
         return len(recipients)
+
+
+    async def _admins_to_tell(self, key: ApiKey) -> list[str]:
+        """The creating admin, at the address the key's codes went to; if that admin has been
+        disabled (offboarded) or is gone, every enabled admin of the institution instead, so the
+        notice reaches someone who can act on it."""
+        creator = await Admin.get_or_none(id=key.created_by_id) if key.created_by_id is not None else None
+        if creator is not None and creator.disabled_at is None and key.notify_email:
+            return [key.notify_email]
+        emails = await Admin.filter(institution_id=key.institution_id, disabled_at=None).order_by("id").values_list("email", flat=True)
+        return [str(email) for email in emails]
 
 
 def _seconds(threshold: timedelta) -> int:
