@@ -206,6 +206,9 @@ class TestOperatorTemplates:
         ("verification_code.subject", "One\nTwo\n", "the subject must be one line"),
         ("verification_cod.txt", "$code $expires_at", "unknown template file"),
         ("partner_otp.txt", b"\xff\xfe not utf-8", "not UTF-8 text"),
+        ("expiry_notice.txt", "$key_name ($client_id) expires at $expires_at.\n", "missing placeholder $renewal"),
+        ("expiry_notice.html", "<p>$key_name expires at $expires_at. $renewal</p>", "missing placeholder $client_id"),
+        ("expiry_notice.txt", "$key_name $client_id $expires_at $renewal $client_secret\n", "unknown placeholder $client_secret"),
     ],
 )
 def test_a_broken_template_is_a_config_error_naming_the_file(tmp_path, settings, name, content, problem):

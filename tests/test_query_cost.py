@@ -130,6 +130,7 @@ def test_every_console_and_readme_operation_is_under_the_default_limit():
     key = {"keyId": "00000000-0000-0000-0000-000000000000"}
     variables = {  # as the console sends them, with the largest page the API allows
         "Keys": {"first": 100},
+        "ExpiringKeys": {"within": "30d"},
         "Key": {"id": key["keyId"]},
         "CreateKey": {"input": {"name": "n", "kind": "PARTNER", "partnerName": "p", "partnerEmail": "p@x.example"}},
         "VerifyKey": {"input": {**key, "code": "123456"}},

@@ -19,12 +19,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
 from environment import missing
 
 #: The browser the tests drive (Debian's; Playwright's own download is not used). .ci/run checks this path.
@@ -496,6 +498,37 @@ def test_the_keys_list_is_newest_first_paginated_and_filtered(page: Page, admin:
     expect(rows).to_have_count(10)
     rows.first.get_by_role("link", name="Verify Key 12").click()
     expect(page.get_by_role("heading", name="Verify “Key 12”")).to_be_focused()
+
+
+def test_the_keys_list_shows_the_keys_expiring_soon(page: Page, server: LiveApp):
+    keys = server.app.state.services.keys
+    owner = Admin(server)
+    for name, days in [("Nightly export", 12), ("Billing sync", 3), ("Yearly audit", 90), ("No end", None)]:
+        expires = server.clock.now() + timedelta(days=days) if days else None
+        key = server.run(keys.create_key(owner.model, name=name, kind=KeyKind.INSTITUTIONAL, expires_at=expires))
+        assert server.run(keys.verify_key(owner.model, str(key.id), owner.code(name))).verified_at is not None
+    server.run(keys.create_key(owner.model, name="Unverified", kind=KeyKind.INSTITUTIONAL, expires_at=server.clock.now() + timedelta(days=2)))
+
+    sign_in(page, owner)
+    soon = page.get_by_role("region", name="Expiring soon")
+    expect(soon).to_be_visible()
+    links = soon.get_by_role("link")
+    expect(links).to_have_text(["Billing sync", "Nightly export"])  # soonest first; only usable keys
+    expect(soon).to_contain_text("create a replacement key and verify it before then")
+    expect(soon).to_contain_text("These keys stop working within 30 days.")  # the first of KEYRELEASE_EXPIRY_NOTICES
+    for name, marked in [("Billing sync", True), ("Nightly export", True), ("Yearly audit", False), ("Unverified", False)]:
+        row = page.get_by_role("row", name=re.compile(name))
+        expect(row.get_by_text("Expiring soon", exact=True)).to_have_count(1 if marked else 0)
+    links.first.click()
+    expect(page.get_by_role("heading", name=re.compile("Billing sync"))).to_be_visible()
+
+
+def test_the_expiring_soon_list_is_hidden_when_nothing_expires_soon(page: Page, admin: Admin, server: LiveApp):
+    keys = server.app.state.services.keys
+    server.run(keys.create_key(admin.model, name="Far off", kind=KeyKind.INSTITUTIONAL, expires_at=server.clock.now() + timedelta(days=60)))
+    sign_in(page, admin)
+    expect(page.locator("#keys-body tr")).to_have_count(1)
+    expect(page.get_by_role("region", name="Expiring soon")).to_be_hidden()
 
 
 # -- the partner's page ----------------------------------------------------------------

@@ -70,6 +70,7 @@ def create_app(
             trusted_proxies=settings.trusted_proxies,
             graphiql=settings.graphiql,
             max_unauthenticated_bytes=settings.graphql_max_unauthenticated_bytes,
+            expiry_notices=services.notices.thresholds,
         ),
         settings.max_body_bytes,
     )

@@ -14,10 +14,11 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from keyrelease import files, validation
+from keyrelease import expiry, files, validation
 from keyrelease.client_address import IPNetwork, parse_networks
 from keyrelease.db import PoolSettings
 from keyrelease.exceptions import ConfigError, TemplateError
@@ -420,6 +421,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LAST_USED_FLUSH_SECONDS", TOKENS, "how often the last use of each key is written to the database",
             60, Whole(1, 3600)),
     Setting("MAIL_MAX_ATTEMPTS", MAIL, "attempts before a message is dead-lettered (FAILED)", delivery.MAX_ATTEMPTS, Whole(1, 100)),
+    Setting("EXPIRY_NOTICES", MAIL,
+            "before a key's expiry, when its admin (and partner) are told: durations in d, h or m",
+            expiry.parse_thresholds(expiry.DEFAULT_THRESHOLDS), expiry.parse_thresholds,
+            shown=expiry.DEFAULT_THRESHOLDS, show=lambda value: repr(",".join(map(expiry.format_duration, value)))),
     Setting("MAIL_LEASE_SECONDS", MAIL, "how long a dispatcher holds a claimed message", delivery.LEASE_SECONDS, Whole(2, 3600)),
     Setting("DATABASE_POOL_SIZE", DATABASE, "connections per process (PostgreSQL)",
             PoolSettings.size, Whole(1, 500), field="database_pool.size"),
@@ -515,6 +520,8 @@ class Settings:
     mail_retry_max_seconds: int
     mail_max_attempts: int
     mail_lease_seconds: int
+    #: Largest first (:func:`keyrelease.expiry.parse_thresholds`).
+    expiry_notices: tuple[timedelta, ...]
     database_pool: PoolSettings
     request_timeout_seconds: int
     header_timeout_seconds: int

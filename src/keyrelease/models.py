@@ -55,6 +55,8 @@ class EventType(StrEnum):
     LEAK_REPORTED = "LEAK_REPORTED"
     #: The creating admin was disabled: a pending key locked, an active one kept working.
     ADMIN_DISABLED = "ADMIN_DISABLED"
+    #: An expiry notice went out (detail: the threshold, ``14d``).
+    EXPIRY_NOTICE = "EXPIRY_NOTICE"
 
 
 class MessageKind(StrEnum):
@@ -62,6 +64,7 @@ class MessageKind(StrEnum):
     PARTNER_OTP = "PARTNER_OTP"
     CREATION_SUSPENDED = "CREATION_SUSPENDED"
     SECRET_LEAKED = "SECRET_LEAKED"
+    EXPIRY_NOTICE = "EXPIRY_NOTICE"
 
 
 class BudgetItem(StrEnum):
@@ -70,6 +73,16 @@ class BudgetItem(StrEnum):
     KEY_CREATED = "KEY_CREATED"
     CODE_EMAIL = "CODE_EMAIL"
     KEY_LOCKED = "KEY_LOCKED"
+
+
+class NoticeOutcome(StrEnum):
+    """What became of one expiry-notice threshold of a key (see ``keyrelease.service.notices``)."""
+
+    SENT = "SENT"
+    #: A nearer threshold was due at the same time (the service was down past this one).
+    SKIPPED = "SKIPPED"
+    #: The threshold was already behind when the key was verified.
+    NOT_AHEAD = "NOT_AHEAD"
 
 
 class DeliveryStatus(StrEnum):
@@ -167,7 +180,8 @@ class ApiKey(Model):
         table = "api_key"
         # secret_hash: the secret-scanning lookup by secret (keyrelease.service.leaks); not
         # unique, since imported legacy keys may share a secret.
-        indexes = (("institution_id", "created_at"), ("secret_hash",))
+        # expires_at: the expiry-notice pass and keys(expiringWithin:) read keys by expiry.
+        indexes = (("institution_id", "created_at"), ("secret_hash",), ("expires_at",))
 
 
 class KeyEvent(Model):
@@ -188,6 +202,33 @@ class KeyEvent(Model):
         ordering = ["id"]
         # A key's history, and a page's histories at once (``key_id IN (…) ORDER BY id``).
         indexes = (("key_id", "id"),)
+
+
+class ExpiryNotice(Model):
+    """One threshold of one key's expiry, decided once (``keyrelease.service.notices``).
+
+    Unique per key, expiry and threshold: a row is inserted insert-or-nothing with no outcome,
+    and the one conditional update that sets its outcome decides, in the transaction that queues
+    the mail. A key whose expiry changes (a renewal) gets its notices again for the new one.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    key: fields.ForeignKeyRelation[ApiKey] = fields.ForeignKeyField(
+        "models.ApiKey", related_name="expiry_notices", on_delete=fields.CASCADE
+    )
+    #: The key's expiry this notice is about.
+    expires_at = fields.DatetimeField()
+    threshold_seconds = fields.IntField()
+    outcome = fields.CharEnumField(NoticeOutcome, max_length=16, null=True)
+    decided_at = fields.DatetimeField(null=True)
+
+    key_id: str
+
+    class Meta:
+        table = "expiry_notice"
+        unique_together = (("key_id", "expires_at", "threshold_seconds"),)
+        # The pass's "already decided" subquery reads notices by the expiry they are about.
+        indexes = (("expires_at", "threshold_seconds"),)
 
 
 class OutboxMessage(Model):

@@ -25,6 +25,7 @@ from keyrelease.oauth.tokens import TokenIssuer
 from keyrelease.service.clients import ClientAuthenticator, LastUseRecorder
 from keyrelease.service.keys import KeyService
 from keyrelease.service.leaks import LeakService
+from keyrelease.service.notices import ExpiryNoticeService
 from keyrelease.service.ratelimit import DatabaseCounterStore, MemoryCounterStore, RateLimiter
 
 log = logging.getLogger("keyrelease")
@@ -33,6 +34,8 @@ sweep_log = logging.getLogger("keyrelease.worker")  # the sweep's records keep t
 PRUNE_SECONDS = 60
 #: How often keys whose window closed with nobody looking get their LOCKED event recorded.
 SWEEP_SECONDS = 15
+#: How often due expiry notices are sent: each goes out within a minute of its threshold.
+NOTICE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Services:
     dispatcher: Dispatcher
     keys: KeyService
     leaks: LeakService
+    notices: ExpiryNoticeService
     limiter: RateLimiter
     last_use: LastUseRecorder
     clients: ClientAuthenticator
@@ -85,6 +89,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
             on_mail_queued=dispatcher.wake,
         ),
         leaks=LeakService(clock=clock, on_mail_queued=dispatcher.wake),
+        notices=ExpiryNoticeService(thresholds=settings.expiry_notices, clock=clock, on_mail_queued=dispatcher.wake),
         limiter=RateLimiter(settings.rate_limits, store, clock),
         last_use=last_use,
         clients=ClientAuthenticator(clock=clock, last_use=last_use),
@@ -97,7 +102,7 @@ async def background(services: Services, *, upkeep: bool, delivery: bool) -> Asy
 
     ``upkeep``, what serving requests leaves behind: the last-use flush (and one more on the
     way out), the pruning of rate-limit counters and of budget entries. ``delivery``: the mail
-    dispatcher and the window-lock sweep, which ``serve`` runs unless
+    dispatcher, the window-lock sweep and the expiry notices, which ``serve`` runs unless
     ``KEYRELEASE_DISPATCHER=false`` and ``keyrelease worker`` always runs.
     """
     keys = services.keys
@@ -117,6 +122,7 @@ async def background(services: Services, *, upkeep: bool, delivery: bool) -> Asy
         tasks += [
             asyncio.create_task(services.dispatcher.run_forever(), name="keyrelease-dispatcher"),
             asyncio.create_task(sweep_window_locks(keys), name="keyrelease-sweeper"),
+            asyncio.create_task(send_expiry_notices(services.notices), name="keyrelease-expiry-notices"),
         ]
     try:
         yield
@@ -131,15 +137,27 @@ async def background(services: Services, *, upkeep: bool, delivery: bool) -> Asy
 async def sweep_window_locks(keys: KeyService, every: float = SWEEP_SECONDS) -> None:
     """Record LOCKED for keys whose window closed with nobody looking. Status is derived from
     timestamps, so correctness never waits for this; it keeps the event history complete."""
+    await _passes(every, keys.record_window_locks, "recorded %d window lock(s)", "window-lock sweep failed")
+
+
+async def send_expiry_notices(notices: ExpiryNoticeService, every: float = NOTICE_SECONDS) -> None:
+    """Send the expiry notices that are due, now and every ``every`` seconds. Every pass is safe
+    in any number of processes at once: each notice is decided by the database, once."""
+    await _passes(every, notices.send_due, "sent %d expiry notice(s)", "expiry-notice pass failed")
+
+
+async def _passes(every: float, run: Callable[[], Awaitable[int]], done: str, failed: str) -> None:
+    """``run`` now and every ``every`` seconds; its count logged as ``done``, a failure as
+    ``failed`` (with the traceback), and the next pass tries again."""
     while True:
         try:
-            recorded = await keys.record_window_locks()
-            if recorded:
-                sweep_log.info("recorded %d window lock(s)", recorded)
+            count = await run()
+            if count:
+                sweep_log.info(done, count)
         except asyncio.CancelledError:
             raise
         except Exception:
-            sweep_log.exception("window-lock sweep failed")
+            sweep_log.exception(failed)
         await asyncio.sleep(every)
 
 

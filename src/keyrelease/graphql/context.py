@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from graphql import GraphQLError
 from starlette.requests import Request
@@ -48,6 +49,8 @@ class Context:
     limiter: RateLimiter
     trusted_proxies: tuple[IPNetwork, ...]
     response: Response | None = None
+    #: KEYRELEASE_EXPIRY_NOTICES, largest first (``policy { expiryNotices }``).
+    expiry_notices: tuple[timedelta, ...] = ()
     loaders: Loaders = field(default_factory=Loaders, init=False)
     _admin: Admin | None = field(default=None, init=False)
     _checked: bool = field(default=False, init=False)

@@ -51,15 +51,24 @@ class Loaders:
         self.last_delivery: DataLoader[uuid.UUID, OutboxMessage | None] = DataLoader(
             _last_deliveries, max_batch_size=BATCH
         )
-        self._pages: dict[tuple[int, int, str | None, KeyStatus | None], asyncio.Future[queries.KeyPage]] = {}
+        self._pages: dict[tuple[int, int, str | None, KeyStatus | None, str | None], asyncio.Future[queries.KeyPage]] = {}
 
     def page(
-        self, admin: Admin, now: datetime, *, first: int, after: str | None, status: KeyStatus | None
+        self,
+        admin: Admin,
+        now: datetime,
+        *,
+        first: int,
+        after: str | None,
+        status: KeyStatus | None,
+        expiring_within: str | None = None,
     ) -> Awaitable[queries.KeyPage]:
         """A page of the admin's keys, read once per request for the same arguments."""
-        request = (admin.institution_id, first, after, status)
+        request = (admin.institution_id, first, after, status, expiring_within)
         if request not in self._pages:
-            read = asyncio.ensure_future(queries.list_keys(admin, now, first=first, after=after, status=status))
+            read = asyncio.ensure_future(
+                queries.list_keys(admin, now, first=first, after=after, status=status, expiring_within=expiring_within)
+            )
             read.add_done_callback(_retrieved)
             self._pages[request] = read
         return self._pages[request]

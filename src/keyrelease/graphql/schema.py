@@ -105,7 +105,7 @@ class Query:
     @strawberry.field(description="The numbers of the verification flow this server enforces.")
     async def policy(self, info: Info[Context, None]) -> Policy:
         await info.context.querying_admin()
-        return Policy.of(info.context.keys.policy)
+        return Policy.of(info.context.keys.policy, info.context.expiry_notices)
 
     @strawberry.field(description="A key of your institution, or null.")
     async def key(self, info: Info[Context, None], id: strawberry.ID) -> ApiKey | None:
@@ -122,13 +122,22 @@ class Query:
         first: int = 20,
         after: str | None = None,
         status: KeyStatus | None = None,
+        expiring_within: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Only keys that may still authenticate and expire within this duration from now: "
+                "a whole number and a unit, d, h or m (`14d`, `12h`, `30m`)."
+            ),
+        ] = None,
     ) -> KeyConnection:
         admin = await info.context.querying_admin()
         if not 1 <= first <= queries.MAX_PAGE:
             raise ClientError(f"first must be between 1 and {queries.MAX_PAGE}.", "BAD_USER_INPUT")
         loaders = info.context.loaders
         try:
-            page = await loaders.page(admin, info.context.clock.now(), first=first, after=after, status=status)
+            page = await loaders.page(
+                admin, info.context.clock.now(), first=first, after=after, status=status, expiring_within=expiring_within
+            )
         except queries.BadQueryInput as err:
             raise ClientError(str(err), "BAD_USER_INPUT") from None
         await loaders.preload([k.id for k in page.keys], _asked_of_each_key(info.selected_fields))

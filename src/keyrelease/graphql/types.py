@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 import strawberry
 from strawberry.types import Info, get_object_definition
 from strawberry.types.private import is_private
 
-from keyrelease import models
+from keyrelease import expiry, models
 from keyrelease.graphql.context import Context
 from keyrelease.policy import VerificationPolicy
 from keyrelease.status import KeyStatus as DomainKeyStatus
@@ -292,10 +292,14 @@ class Policy:
         description="An admin's keys locked by wrong codes in 24 hours before key creation is suspended."
     )
     max_code_emails_per_admin_per_hour: int = strawberry.field(description="Code emails (creates and resends) per admin per hour.")
+    expiry_notices: list[str] = strawberry.field(
+        description="How long before a key's expiry its admin (and partner) are emailed, largest first (`30d`, `14d`, …)."
+    )
 
     @classmethod
-    def of(cls, policy: VerificationPolicy) -> Policy:
+    def of(cls, policy: VerificationPolicy, expiry_notices: tuple[timedelta, ...] = ()) -> Policy:
         return cls(
+            expiry_notices=[expiry.format_duration(threshold) for threshold in expiry_notices],
             code_ttl_seconds=policy.code_ttl_seconds,
             verification_window_seconds=policy.verification_window_seconds,
             max_resends=policy.max_resends,

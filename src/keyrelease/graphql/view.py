@@ -4,6 +4,7 @@ with keyrelease's own GraphiQL page (keyrelease.web), not Strawberry's."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from cross_web import HTTPException
@@ -38,6 +39,7 @@ class GraphQLView(GraphQL):
         trusted_proxies: tuple[IPNetwork, ...],
         graphiql: bool,
         max_unauthenticated_bytes: int,
+        expiry_notices: tuple[timedelta, ...] = (),
     ) -> None:
         super().__init__(schema, graphql_ide="graphiql", allow_queries_via_get=False, subscription_protocols=())
         self._keys = keys
@@ -46,6 +48,7 @@ class GraphQLView(GraphQL):
         self._trusted_proxies = trusted_proxies
         self._graphiql = graphiql
         self.max_unauthenticated_bytes = max_unauthenticated_bytes
+        self._expiry_notices = expiry_notices
 
     async def render_graphql_ide(self, request: Request) -> Response:  # type: ignore[override]
         """Our GraphiQL (every asset from this origin, under a strict policy), never
@@ -60,6 +63,7 @@ class GraphQLView(GraphQL):
             limiter=self._limiter,
             trusted_proxies=self._trusted_proxies,
             response=response,
+            expiry_notices=self._expiry_notices,
         )
 
     async def run(self, request, context=UNSET, root_value=UNSET):  # type: ignore[no-untyped-def]

@@ -21,6 +21,18 @@ async def _queue(
     )
 
 
+def _about(key: ApiKey, *, role: str, institution_name: str) -> dict:
+    """The payload of a notice about ``key`` to an admin or its partner (``role``)."""
+    return {
+        "role": role,
+        "key_id": str(key.id),
+        "key_name": key.name,
+        "key_kind": key.kind.value,
+        "partner_name": key.partner_name or "",
+        "institution_name": institution_name,
+    }
+
+
 async def queue_verification_code(key: ApiKey, *, code_expires_at: datetime, now: datetime) -> OutboxMessage:
     assert key.notify_email is not None
     return await _queue(
@@ -110,15 +122,32 @@ async def queue_secret_leaked(
         key_id=None,
         now=reported_at,
         payload={
-            "role": role,
-            "key_id": str(key.id),
-            "key_name": key.name,
-            "key_kind": key.kind.value,
-            "partner_name": key.partner_name or "",
-            "institution_name": institution_name,
+            **_about(key, role=role, institution_name=institution_name),
             "leak_url": leak_url,
             "source": source,
             "reported_at": reported_at.isoformat(),
             "expires_at": expires_at.isoformat(),
+        },
+    )
+
+
+async def queue_expiry_notice(
+    recipient: str, *, role: str, key: ApiKey, threshold: str, institution_name: str, now: datetime
+) -> OutboxMessage:
+    """Tell the key's creating admin (``role="admin"``) or its partner (``role="partner"``) that
+    the key expires at ``key.expires_at``, ``threshold`` (``14d``) ahead. The message expires with
+    the key: a notice about a key that has already expired is not sent. Not tied to the key
+    (``key_id`` is empty), so it never shows as the key's ``lastDelivery``."""
+    assert key.expires_at is not None
+    return await _queue(
+        MessageKind.EXPIRY_NOTICE,
+        recipient,
+        key_id=None,
+        now=now,
+        payload={
+            **_about(key, role=role, institution_name=institution_name),
+            "client_id": key.client_id,
+            "threshold": threshold,
+            "expires_at": key.expires_at.isoformat(),
         },
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from keyrelease import codes
 from keyrelease.mail.templates import MailTemplates, load_templates
@@ -41,6 +41,20 @@ def leak_next_steps(payload: dict) -> str:
         "Create a new key for whoever used this one (it is released after verification, as every "
         "new key is), then remove the secret from where it was found and from its history. "
         "The old secret will never work again."
+    )
+
+
+def expiry_renewal(payload: dict) -> str:
+    """How the recipient of an expiry notice keeps access: the one place this is said, so that
+    renewal by rotation, once it exists, changes this sentence and nothing else."""
+    if payload.get("role") == "partner":
+        return (
+            f"To keep access, contact the admin at {payload['institution_name']} who gave you this key "
+            "and ask for a replacement before then."
+        )
+    return (
+        "To keep access, create a replacement key and verify it before then, give its credentials "
+        "to whoever uses this one, and revoke this key once they have switched."
     )
 
 
@@ -75,15 +89,22 @@ class MailRenderer:
         if message.kind is MessageKind.SECRET_LEAKED:
             subject, text, html = self._templates.secret_leaked.render(
                 {
-                    "key_name": payload["key_name"],
-                    "key_id": payload["key_id"],
-                    "key_kind": payload["key_kind"],
-                    "institution_name": payload["institution_name"],
-                    "partner_name": payload.get("partner_name") or "the partner",
+                    **_about(payload),
                     "leak_url": payload["leak_url"] or "(not given)",
                     "source": payload.get("source") or "a report",
                     "reported_at": _utc(payload["reported_at"]),
                     "next_steps": leak_next_steps(payload),
+                }
+            )
+            return self._message(message, subject, text, html)
+        if message.kind is MessageKind.EXPIRY_NOTICE:
+            subject, text, html = self._templates.expiry_notice.render(
+                {
+                    **_about(payload),
+                    "client_id": payload["client_id"],
+                    "threshold": payload["threshold"],
+                    "expires_at": _iso(payload["expires_at"]),
+                    "renewal": expiry_renewal(payload),
                 }
             )
             return self._message(message, subject, text, html)
@@ -126,5 +147,21 @@ class MailRenderer:
         )
 
 
+def _about(payload: dict) -> dict[str, str]:
+    """The values every notice about one key has (a leak, an expiry)."""
+    return {
+        "key_name": payload["key_name"],
+        "key_id": payload["key_id"],
+        "key_kind": payload["key_kind"],
+        "institution_name": payload["institution_name"],
+        "partner_name": payload.get("partner_name") or "the partner",
+    }
+
+
 def _utc(iso: str) -> str:
     return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _iso(iso: str) -> str:
+    """A moment as ISO 8601 in UTC to the second: ``2027-01-31T09:00:00Z``."""
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -11,8 +11,9 @@ service listens, never at send time: an unreadable file, a malformed ``$``, an u
 placeholder, a missing required one (the code, the one-time password, the key id, when it
 expires) each raise :class:`~keyrelease.exceptions.TemplateError` naming the file.
 
-There is no placeholder for key material (client id, secret), so no template can put it in an
-email. Subjects may not carry the code or the one-time password: subjects show in inbox
+There is no placeholder for a secret, so no template can put one in an email; the client ID
+(an identifier, not a secret) has a placeholder only in the expiry notice, which must say which
+key it is about. Subjects may not carry the code or the one-time password: subjects show in inbox
 previews, notifications and mail logs.
 """
 
@@ -67,6 +68,11 @@ KINDS: Mapping[str, Placeholders] = {
         optional=frozenset({"key_kind", "institution_name", "partner_name", "source", "next_steps"}),
         secret=frozenset(),
     ),
+    "expiry_notice": Placeholders(
+        required=frozenset({"key_name", "client_id", "expires_at", "renewal"}),
+        optional=frozenset({"key_id", "key_kind", "institution_name", "partner_name", "threshold"}),
+        secret=frozenset(),
+    ),
 }
 
 
@@ -89,6 +95,7 @@ class MailTemplates:
     partner_otp: MailTemplate
     creation_suspended: MailTemplate
     secret_leaked: MailTemplate
+    expiry_notice: MailTemplate
     #: Which files were overridden, by path (empty: all defaults).
     overrides: tuple[str, ...] = ()
 

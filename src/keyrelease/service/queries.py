@@ -8,11 +8,11 @@ import binascii
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from tortoise.expressions import Q
 
-from keyrelease import validation
+from keyrelease import expiry, validation
 from keyrelease.db import fastpath
 from keyrelease.models import Admin, ApiKey, KeyEvent, MessageKind, OutboxMessage
 from keyrelease.service.keys import parse_key_id
@@ -81,14 +81,37 @@ async def get_key(admin: Admin, key_id: str) -> ApiKey | None:
     return await fastpath.get(ApiKey, id=parsed, institution_id=admin.institution_id)
 
 
+def parse_expiring_within(raw: str) -> timedelta:
+    """``keys(expiringWithin:)``'s duration (``14d``, ``12h``, ``30m``); :class:`BadQueryInput` saying why not."""
+    _refuse_control_characters(expiringWithin=raw)
+    try:
+        return expiry.parse_duration(raw)
+    except ValueError as err:
+        raise BadQueryInput(f"expiringWithin must be a duration such as 14d, 12h or 30m: {err}.") from None
+
+
+def expiring_filter(within: timedelta, now: datetime) -> Q:
+    """Keys that may still authenticate and expire within ``within`` of ``now``."""
+    return status_filter(KeyStatus.ACTIVE, now) & Q(expires_at__lte=now + within)
+
+
 async def list_keys(
-    admin: Admin, now: datetime, *, first: int = 20, after: str | None = None, status: KeyStatus | None = None
+    admin: Admin,
+    now: datetime,
+    *,
+    first: int = 20,
+    after: str | None = None,
+    status: KeyStatus | None = None,
+    expiring_within: str | None = None,
 ) -> KeyPage:
-    """Keys of the admin's institution, newest first. Raises :class:`BadQueryInput` (a
-    :class:`BadCursor`) for an ``after`` that is not one of our cursors."""
+    """Keys of the admin's institution, newest first; with ``expiring_within`` only those that
+    may still authenticate and expire within it. Raises :class:`BadQueryInput` (a
+    :class:`BadCursor`) for an ``after`` that is not one of our cursors, or a bad duration."""
     _refuse_control_characters(after=after)
     first = max(1, min(first, MAX_PAGE))
     query = ApiKey.filter(institution_id=admin.institution_id)
+    if expiring_within is not None:
+        query = query.filter(expiring_filter(parse_expiring_within(expiring_within), now))
     if status is not None:
         query = query.filter(status_filter(status, now))
     if after:

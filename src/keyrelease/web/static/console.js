@@ -7,13 +7,17 @@
 
 import { showCredentials } from "./credentials.js";
 import { $, announce, clearErrors, h, setBusy, setFieldError, showScreen } from "./dom.js";
-import { deliveryText, formatDateTime } from "./format.js";
+import { deliveryText, formatDateTime, formatDuration } from "./format.js";
 import { ApiError, graphql } from "./graphql.js";
-import { CREATE_KEY, KEY, KEYS, ME, REVEAL_KEY, REVOKE_KEY } from "./operations.js";
+import { CREATE_KEY, EXPIRING_KEYS, KEY, KEYS, ME, REVEAL_KEY, REVOKE_KEY } from "./operations.js";
 import { showVerify } from "./verify.js";
 
 const TOKEN_STORAGE = "keyrelease.adminToken";
 const PAGE_SIZE = 10;
+// "Expiring soon": active keys expiring within the first expiry notice's threshold
+// (KEYRELEASE_EXPIRY_NOTICES, read at sign-in), or 30 days when none is configured, as the
+// server's clock counts it.
+const EXPIRING_WITHIN = "30d";
 
 const STATUS_LABEL = {
   PENDING_VERIFICATION: "Pending verification",
@@ -31,6 +35,8 @@ const KIND_LABEL = { INSTITUTIONAL: "Institutional", PARTNER: "Partner" };
 const session = {
   token: sessionStorage.getItem(TOKEN_STORAGE),
   me: null,
+  // The "Expiring soon" horizon (a duration such as "30d"), set at sign-in.
+  expiringWithin: EXPIRING_WITHIN,
   ticket: 0,
   // A request with the admin token. A token the server no longer accepts ends the session.
   async api(query, variables) {
@@ -113,6 +119,7 @@ async function signIn(event) {
     const data = await graphql(ME, {}, { token: candidate });
     session.token = candidate;
     session.me = data.me;
+    session.expiringWithin = data.policy.expiryNotices[0] ?? EXPIRING_WITHIN;
     sessionStorage.setItem(TOKEN_STORAGE, candidate);
   } catch (error) {
     const message =
@@ -159,15 +166,20 @@ async function loadKeys() {
   const error = $("#keys-error");
   error.textContent = "";
   let data;
+  let expiring;
   try {
-    data = await session.api(KEYS, { first: PAGE_SIZE, after: list.cursors[list.page], status: list.status || null });
+    [data, expiring] = await Promise.all([
+      session.api(KEYS, { first: PAGE_SIZE, after: list.cursors[list.page], status: list.status || null }),
+      session.api(EXPIRING_KEYS, { within: session.expiringWithin }),
+    ]);
   } catch (failure) {
     if (mine === session.ticket) error.textContent = failure.message;
     return;
   }
   if (mine !== session.ticket) return;
+  const soon = renderExpiring(expiring.keys);
   const { edges, pageInfo } = data.keys;
-  $("#keys-body").replaceChildren(...edges.map(({ node }) => keyRow(node)));
+  $("#keys-body").replaceChildren(...edges.map(({ node }) => keyRow(node, soon.has(node.id))));
   $("#keys-table").hidden = edges.length === 0;
   const empty = $("#keys-empty");
   empty.hidden = edges.length > 0;
@@ -185,9 +197,26 @@ async function loadKeys() {
   $("#page-number").textContent = single ? "" : `Page ${list.page + 1}`;
 }
 
-function keyRow(key) {
+// The "Expiring soon" list above the table, soonest first; the ids it shows.
+function renderExpiring({ edges, pageInfo }) {
+  const keys = edges.map(({ node }) => node).sort((a, b) => Date.parse(a.expiresAt) - Date.parse(b.expiresAt));
+  $("#expiring").hidden = keys.length === 0;
+  for (const element of document.querySelectorAll(".expiring-horizon")) {
+    element.textContent = formatDuration(session.expiringWithin);
+  }
+  $("#expiring-list").replaceChildren(
+    ...keys.map((key) =>
+      h("li", {}, h("a", { href: `#/keys/${encodeURIComponent(key.id)}` }, key.name), ` expires ${formatDateTime(key.expiresAt)}`),
+    ),
+  );
+  $("#expiring-more").hidden = !pageInfo.hasNextPage;
+  return new Set(keys.map((key) => key.id));
+}
+
+function keyRow(key, expiringSoon = false) {
   const href = `#/keys/${encodeURIComponent(key.id)}`;
   const status = h("span", {}, badge(key.status));
+  if (expiringSoon) status.append(" ", h("span", { class: "badge badge-expiring" }, "Expiring soon"));
   if (key.status === "PENDING_VERIFICATION") {
     status.append(" ", h("a", { href, class: "row-action", "aria-label": `Verify ${key.name}` }, "Verify"));
   }

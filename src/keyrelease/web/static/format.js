@@ -23,6 +23,12 @@ export function plural(count, word) {
   return `${count} ${word}${count === 1 ? "" : "s"}`;
 }
 
+// A duration as the API writes it ("14d", "36h", "90m") in words: "14 days".
+export function formatDuration(duration) {
+  const unit = { d: "day", h: "hour", m: "minute" }[duration.slice(-1)];
+  return unit ? plural(Number(duration.slice(0, -1)), unit) : duration;
+}
+
 export function deliveryText(delivery) {
   if (!delivery) return "";
   switch (delivery.status) {

@@ -31,6 +31,7 @@ const KEY_FIELDS = `
 export const ME = `
   query Me {
     me { name email institution { name } }
+    policy { expiryNotices }
   }
 `;
 
@@ -41,6 +42,17 @@ export const KEYS = `
         node { id name kind status createdAt expiresAt verificationDeadline revokedAt compromisedAt lastUsedAt }
       }
       pageInfo { hasNextPage endCursor }
+    }
+  }
+`;
+
+export const EXPIRING_KEYS = `
+  query ExpiringKeys($within: String!) {
+    keys(first: 100, expiringWithin: $within) {
+      edges {
+        node { id name expiresAt }
+      }
+      pageInfo { hasNextPage }
     }
   }
 `;
