@@ -74,7 +74,7 @@ RotateKeyResult = Annotated[
 CancelRotationResult = Annotated[ApiKey | KeyNotFoundError | ValidationError, strawberry.union("CancelRotationResult")]
 
 #: Fields of a key read with a statement of their own, loaded for a whole page at once.
-LOADED_KEY_FIELDS = frozenset({"events", "lastDelivery"})
+LOADED_KEY_FIELDS = frozenset({"events", "lastDelivery", "rotation"})
 
 
 def _map(result: object) -> Any:

@@ -179,13 +179,16 @@ class Rotation:
     )
 
 
-async def _rotation(root: ApiKey, info: Info[Context, None]) -> Rotation | None:
-    rotations = info.context.keys.rotations
-    latest = await rotations.latest(root.model.id)
-    if latest is None:
-        return None
-    state = rotations.state(latest, info.context.clock.now())
-    return Rotation(**{name: getattr(state, name) for name in state.__dataclass_fields__})
+def _rotation(root: ApiKey, info: Info[Context, None]) -> Rotation | None:
+    rotations, now = info.context.keys.rotations, info.context.clock.now()
+
+    def shown(latest: models.KeyRotation | None) -> Rotation | None:
+        if latest is None:
+            return None
+        state = rotations.state(latest, now)
+        return Rotation(**{name: getattr(state, name) for name in state.__dataclass_fields__})
+
+    return _now_or_later(info.context.loaders.rotation.load(root.model.id), shown)
 
 
 def _last_delivery(root: ApiKey, info: Info[Context, None]) -> Delivery | None:

@@ -429,10 +429,6 @@ class Rotations:
     def _code_expiry(self, rotation: KeyRotation) -> datetime:
         return self.keys.policy.code_expires_at(rotation.code_sent_at, rotation.verification_deadline)
 
-    async def latest(self, key_id: uuid.UUID) -> KeyRotation | None:
-        """The key's latest rotation (open or not), or None if it was never rotated."""
-        return await KeyRotation.filter(key_id=key_id).order_by("-started_at").first()
-
     def state(self, rotation: KeyRotation, now: datetime) -> RotationState:
         status = self.status(rotation, now)
         pending = status is RotationStatus.PENDING_VERIFICATION
