@@ -283,3 +283,13 @@ async def test_disabling_the_requesting_admin_locks_the_pending_rotation_only(ap
     assert await token_status(api, old["clientId"], old["clientSecret"]) == 200
     assert (await rotate(api, ada, key["id"]))["__typename"] == "ApiKey"  # the institution's other admin may
     assert await rotation_code(api, ada, 2)
+
+
+async def test_a_leaked_new_secret_during_the_overlap_retires_the_key(api):
+    ada = await api.admin()
+    key, old, new = await rotated(api, ada)
+    outcome = await api.app.state.services.leaks.report(new["clientSecret"], url=None, source="operator")
+    assert outcome.verdict.value == "RETIRED" and [str(k) for k in outcome.key_ids] == [key["id"]]
+    assert (await shown_key(api, ada, key["id"]))["status"] == "COMPROMISED"
+    assert await token_status(api, old["clientId"], new["clientSecret"]) == 401
+    assert await token_status(api, old["clientId"], old["clientSecret"]) == 401
