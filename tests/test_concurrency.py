@@ -139,3 +139,51 @@ async def test_parallel_creates_respect_the_pending_cap(live):
         [{"i": {"name": f"k{i}", "kind": "INSTITUTIONAL"}} for i in range(15)],
     )
     assert Counter(r["createKey"]["__typename"] for r in results) == {"ApiKey": 5, "PendingKeyLimitError": 10}
+
+
+ROTATE = "mutation($i: RotateKeyInput!) { rotateKey(input: $i) { __typename } }"
+
+
+async def released(server: Server, token: str) -> str:
+    key_id = await new_key(server, token)
+    right = verification_code(SECRET_KEY.encode(), uuid.UUID(key_id), 0)
+    [verified] = await fire(server, token, VERIFY, [{"i": {"keyId": key_id, "code": right}}])
+    [revealed] = await fire(server, token, REVEAL, [{"i": {"keyId": key_id}}])
+    assert verified["verifyKey"]["__typename"] == "ApiKey" and revealed["revealKey"]["clientSecret"]
+    return key_id
+
+
+async def test_a_rotation_under_parallel_requests_opens_once_counts_five_and_reveals_once(live):
+    server, token, db_path = live
+    key_id = await released(server, token)
+    started = await fire(server, token, ROTATE, [{"i": {"keyId": key_id}}] * 10)
+    assert Counter(r["rotateKey"]["__typename"] for r in started) == {"ApiKey": 1, "ValidationError": 9}
+    [rotation] = await query(db_path, "SELECT id FROM key_rotation WHERE key_id = ?", uuid.UUID(key_id))
+    right = verification_code(SECRET_KEY.encode(), uuid.UUID(str(rotation["id"])), 0)
+    wrong = f"{(int(right) + 1) % 1_000_000:06d}"
+    results = await fire(server, token, VERIFY, [{"i": {"keyId": key_id, "code": wrong}}] * 4)
+    assert {r["verifyKey"]["__typename"] for r in results} == {"VerificationError"}
+    verified = await fire(server, token, VERIFY, [{"i": {"keyId": key_id, "code": right}}] * 10)
+    assert Counter(r["verifyKey"]["__typename"] for r in verified) == {"ApiKey": 1, "VerificationError": 9}
+    reveals = await fire(server, token, REVEAL, [{"i": {"keyId": key_id}}] * 10)
+    assert sum(r["revealKey"]["__typename"] == "KeyCredentials" for r in reveals) == 1
+    counts = await event_counts(db_path, key_id)
+    assert counts["ROTATION_STARTED"] == 1 and counts["ROTATION_VERIFIED"] == 1 and counts["ROTATION_REVEALED"] == 1
+    assert counts["VERIFICATION_FAILED"] == 4  # the right code's losers were not counted: verified first
+
+
+async def test_forty_parallel_wrong_codes_on_a_rotation_count_exactly_five(live):
+    server, token, db_path = live
+    key_id = await released(server, token)
+    [started] = await fire(server, token, ROTATE, [{"i": {"keyId": key_id}}])
+    assert started["rotateKey"]["__typename"] == "ApiKey"
+    [rotation] = await query(db_path, "SELECT id FROM key_rotation WHERE key_id = ?", uuid.UUID(key_id))
+    right = verification_code(SECRET_KEY.encode(), uuid.UUID(str(rotation["id"])), 0)
+    wrong = f"{(int(right) + 1) % 1_000_000:06d}"
+    results = await fire(server, token, VERIFY, [{"i": {"keyId": key_id, "code": wrong}}] * 40)
+    assert {r["verifyKey"]["__typename"] for r in results} == {"VerificationError"}
+    [row] = await query(db_path, "SELECT * FROM key_rotation WHERE key_id = ?", uuid.UUID(key_id))
+    assert row["attempts_used"] == 5 and row["locked_at"] is not None and row["lock_reason"] == "ATTEMPTS"
+    counts = await event_counts(db_path, key_id)
+    assert counts["VERIFICATION_FAILED"] == 5 and counts["ROTATION_LOCKED"] == 1
+    assert (await key_row(db_path, key_id))["locked_at"] is None

@@ -200,7 +200,7 @@ def test_the_limit_is_validated_at_start_up(tmp_path):
     def settings(value: str) -> Settings:
         return Settings.from_env(base_env(tmp_path, KEYRELEASE_GRAPHQL_MAX_COST=value))
 
-    assert settings("").graphql_max_cost == DEFAULT_MAX_COST == 12_000
+    assert settings("").graphql_max_cost == DEFAULT_MAX_COST == 13_000
     assert settings("50000").graphql_max_cost == 50_000
     for bad in ("lots", "0", "999", "-5", "20000000"):
         with pytest.raises(ConfigError, match="KEYRELEASE_GRAPHQL_MAX_COST"):

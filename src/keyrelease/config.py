@@ -27,6 +27,7 @@ from keyrelease.mail import dispatcher as delivery
 from keyrelease.mail.templates import MailTemplates, load_templates
 from keyrelease.policy import VerificationPolicy
 from keyrelease.secret_scanning.public_keys import PublicKeysError, ScanningKeys, load_keys
+from keyrelease.service import rotation
 from keyrelease.service.admins import DEFAULT_TTL_DAYS, MAX_TTL_DAYS
 from keyrelease.service.ratelimit import Rate, RateLimits
 
@@ -315,6 +316,11 @@ def _within_the_window(value: int, values: Values) -> None:
         raise ValueError("must not exceed KEYRELEASE_VERIFICATION_WINDOW_SECONDS")
 
 
+def _not_below_the_grace(value: int, values: Values) -> None:
+    if value < values["rotation_grace_seconds"]:
+        raise ValueError("must not be less than KEYRELEASE_ROTATION_GRACE_SECONDS")
+
+
 def _not_below_the_first_delay(value: int, values: Values) -> None:
     if value < values["mail_retry_first_seconds"]:
         raise ValueError("must not be less than KEYRELEASE_MAIL_RETRY_FIRST_SECONDS")
@@ -385,6 +391,12 @@ SETTINGS: tuple[Setting, ...] = (
     _policy("max_code_emails_per_admin_per_hour", BUDGET,
             "verification codes emailed to one admin in any hour", _MAX_PER_ADMIN),
     _policy("failure_floor_ms", POLICY, "every verification failure is answered no sooner than this", Whole(0, 5000)),
+    Setting("ROTATION_GRACE_SECONDS", POLICY,
+            "a rotated key's old secret keeps working this long after the new one's first use",
+            rotation.DEFAULT_GRACE_SECONDS, Whole(rotation.MIN_GRACE_SECONDS)),
+    Setting("ROTATION_MAX_OVERLAP_SECONDS", POLICY,
+            "and never longer than this after the new secret's release",
+            rotation.DEFAULT_MAX_OVERLAP_SECONDS, Whole(rotation.MIN_GRACE_SECONDS), check=_not_below_the_grace),
     Setting("JWT_PRIVATE_KEY_FILE", TOKENS, "PEM key that signs tokens (Ed25519 or RSA of 2048 bits or more)",
             None, _file, shown=f"a development key generated into {_VAR_DIR}/", required_in_production=""),
     Setting("MAIL_TRANSPORT", MAIL, "the transport that sends mail (smtp, sendgrid, a plugin's, console)",
@@ -515,6 +527,8 @@ class Settings:
     jwt_private_key_file: Path | None
     jwt_public_key_files: tuple[Path, ...]
     last_used_flush_seconds: int
+    rotation_grace_seconds: int
+    rotation_max_overlap_seconds: int
     mail_templates: MailTemplates = field(repr=False)
     mail_retry_first_seconds: int
     mail_retry_max_seconds: int

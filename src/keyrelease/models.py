@@ -57,6 +57,14 @@ class EventType(StrEnum):
     ADMIN_DISABLED = "ADMIN_DISABLED"
     #: An expiry notice went out (detail: the threshold, ``14d``).
     EXPIRY_NOTICE = "EXPIRY_NOTICE"
+    # A rotation of the key's secret (keyrelease.service.rotation).
+    ROTATION_STARTED = "ROTATION_STARTED"
+    ROTATION_VERIFIED = "ROTATION_VERIFIED"
+    ROTATION_REVEALED = "ROTATION_REVEALED"
+    NEW_SECRET_FIRST_USED = "NEW_SECRET_FIRST_USED"
+    OLD_SECRET_RETIRED = "OLD_SECRET_RETIRED"
+    ROTATION_LOCKED = "ROTATION_LOCKED"
+    ROTATION_CANCELLED = "ROTATION_CANCELLED"
 
 
 class MessageKind(StrEnum):
@@ -229,6 +237,58 @@ class ExpiryNotice(Model):
         unique_together = (("key_id", "expires_at", "threshold_seconds"),)
         # The pass's "already decided" subquery reads notices by the expiry they are about.
         indexes = (("expires_at", "threshold_seconds"),)
+class KeyRotation(Model):
+    """A new secret for a key's client ID, released exactly like a new key's secret
+    (keyrelease.service.rotation): the same code, counters and window, its own code series
+    (codes derive from this row's id, so they differ from the key's).
+
+    ``open_key_id`` is the key's id while the rotation is open (pending, verified, or in its
+    overlap) and NULL once it is closed (locked, cancelled, finished): its unique index lets
+    at most one open rotation exist per key, on every database, without a partial index.
+    ``new_secret_hash`` is set only at release (reveal or partner retrieval), in the same
+    conditional update that sets ``revealed_at``: no credential leaves before verification.
+    """
+
+    id = fields.UUIDField(primary_key=True)
+    key: fields.ForeignKeyRelation[ApiKey] = fields.ForeignKeyField(
+        "models.ApiKey", related_name="rotations", on_delete=fields.CASCADE
+    )
+    open_key: fields.ForeignKeyNullableRelation[ApiKey] = fields.ForeignKeyField(
+        "models.ApiKey", related_name=False, null=True, unique=True, on_delete=fields.CASCADE
+    )
+    requested_by: fields.ForeignKeyRelation[Admin] = fields.ForeignKeyField(
+        "models.Admin", related_name="rotations", on_delete=fields.RESTRICT
+    )
+    #: The requesting admin's address when the rotation started: where its codes go.
+    notify_email = fields.CharField(max_length=EMAIL_MAX)
+    started_at = fields.DatetimeField()
+    verification_deadline = fields.DatetimeField()
+    code_generation = fields.IntField(default=0)
+    code_sent_at = fields.DatetimeField()
+    resends_used = fields.IntField(default=0)
+    attempts_used = fields.IntField(default=0)
+    verified_at = fields.DatetimeField(null=True)
+    locked_at = fields.DatetimeField(null=True)
+    lock_reason = fields.CharEnumField(LockReason, max_length=16, null=True)
+    cancelled_at = fields.DatetimeField(null=True)
+    #: The key's expiry from the release on (null: the key's expiry is kept).
+    expires_at = fields.DatetimeField(null=True)
+    partner_otp_issued_at = fields.DatetimeField(null=True)
+    partner_attempts_used = fields.IntField(default=0)
+    #: The release: the new secret revealed to the admin, or retrieved by the partner.
+    revealed_at = fields.DatetimeField(null=True)
+    new_secret_hash = fields.CharField(max_length=64, null=True)
+    new_secret_first_used_at = fields.DatetimeField(null=True)
+    #: When the periodic pass made the new secret the key's only one.
+    old_secret_retired_at = fields.DatetimeField(null=True)
+
+    key_id: str
+    open_key_id: str | None
+    requested_by_id: int
+
+    class Meta:
+        table = "key_rotation"
+        indexes = (("key_id", "started_at"),)
 
 
 class OutboxMessage(Model):

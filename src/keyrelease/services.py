@@ -27,6 +27,7 @@ from keyrelease.service.keys import KeyService
 from keyrelease.service.leaks import LeakService
 from keyrelease.service.notices import ExpiryNoticeService
 from keyrelease.service.ratelimit import DatabaseCounterStore, MemoryCounterStore, RateLimiter
+from keyrelease.service.rotation import RotationPolicy
 
 log = logging.getLogger("keyrelease")
 sweep_log = logging.getLogger("keyrelease.worker")  # the sweep's records keep the name they always had
@@ -76,23 +77,25 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     dispatcher = Dispatcher.from_settings(settings, transport, clock)
     last_use = LastUseRecorder(flush_seconds=settings.last_used_flush_seconds)
     store = MemoryCounterStore() if settings.rate_limits_in_memory else DatabaseCounterStore()
+    keys = KeyService(
+        server_secret=settings.secret_key,
+        policy=settings.policy,
+        clock=clock,
+        region=settings.region,
+        on_mail_queued=dispatcher.wake,
+        rotation_policy=RotationPolicy(settings.rotation_grace_seconds, settings.rotation_max_overlap_seconds),
+    )
     return Services(
         settings=settings,
         clock=clock,
         transport=transport,
         dispatcher=dispatcher,
-        keys=KeyService(
-            server_secret=settings.secret_key,
-            policy=settings.policy,
-            clock=clock,
-            region=settings.region,
-            on_mail_queued=dispatcher.wake,
-        ),
+        keys=keys,
         leaks=LeakService(clock=clock, on_mail_queued=dispatcher.wake),
         notices=ExpiryNoticeService(thresholds=settings.expiry_notices, clock=clock, on_mail_queued=dispatcher.wake),
         limiter=RateLimiter(settings.rate_limits, store, clock),
         last_use=last_use,
-        clients=ClientAuthenticator(clock=clock, last_use=last_use),
+        clients=ClientAuthenticator(clock=clock, last_use=last_use, rotations=keys.rotations),
     )
 
 
@@ -102,7 +105,9 @@ async def background(services: Services, *, upkeep: bool, delivery: bool) -> Asy
 
     ``upkeep``, what serving requests leaves behind: the last-use flush (and one more on the
     way out), the pruning of rate-limit counters and of budget entries. ``delivery``: the mail
-    dispatcher, the window-lock sweep and the expiry notices, which ``serve`` runs unless
+    dispatcher, the window-lock sweep, the expiry notices and the pass that finishes rotations
+    whose overlap ended (dropping the old secret's hash; it already stopped working by the
+    timestamps), which ``serve`` runs unless
     ``KEYRELEASE_DISPATCHER=false`` and ``keyrelease worker`` always runs.
     """
     keys = services.keys
@@ -123,6 +128,7 @@ async def background(services: Services, *, upkeep: bool, delivery: bool) -> Asy
             asyncio.create_task(services.dispatcher.run_forever(), name="keyrelease-dispatcher"),
             asyncio.create_task(sweep_window_locks(keys), name="keyrelease-sweeper"),
             asyncio.create_task(send_expiry_notices(services.notices), name="keyrelease-expiry-notices"),
+            asyncio.create_task(_every(SWEEP_SECONDS, "rotation", keys.rotations.finish_due), name="keyrelease-rotations"),
         ]
     try:
         yield

@@ -47,7 +47,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.migrations.recorder import MigrationRecorder
 from tortoise.models import Model
 
-from keyrelease.models import Admin, AdminBudgetEntry, AdminToken, ApiKey, Institution, RateLimitCounter
+from keyrelease.models import Admin, AdminBudgetEntry, AdminToken, ApiKey, Institution, KeyRotation, RateLimitCounter
 
 log = logging.getLogger("keyrelease.reads")
 M = TypeVar("M", bound=Model)
@@ -268,25 +268,38 @@ def _token_sql() -> str:
     )
 
 
+#: What :func:`key_by_client_id` reads of the key's open rotation (all None without one).
+ROTATION_FIELDS = {
+    "rotation_id": "id",
+    "new_secret_hash": "new_secret_hash",
+    "rotation_released_at": "revealed_at",
+    "new_secret_first_used_at": "new_secret_first_used_at",
+}
+
+
 async def key_by_client_id(client_id: str, names: tuple[str, ...]) -> dict[str, Any] | None:
-    """The fields ``names`` of the key with this client ID (unique index), and the name of
-    its institution as ``"institution"``; or None. One point read, no model built: UUIDs and
+    """The fields ``names`` of the key with this client ID (unique index), the name of its
+    institution as ``"institution"``, and its open rotation's :data:`ROTATION_FIELDS` (the
+    rotation's unique ``open_key_id``); or None. One point read, no model built: UUIDs and
     datetimes come back as such, every other value as stored."""
     row = await _one(_client_key_sql(names), [client_id])
     if row is None:
         return None
     values: dict[str, Any] = {name: _convert(ApiKey, name, row[name]) for name in names}
     values["institution"] = row["institution"]
+    values.update({alias: _convert(KeyRotation, name, row[alias]) for alias, name in ROTATION_FIELDS.items()})
     return values
 
 
 @functools.cache
 def _client_key_sql(names: tuple[str, ...]) -> str:
     selected = ", ".join(f"k.{_column(ApiKey, name)} AS {name}" for name in names)
+    rotation = ", ".join(f"r.{_column(KeyRotation, name)} AS {alias}" for alias, name in ROTATION_FIELDS.items())
     return (
-        f"SELECT {selected}, i.{_column(Institution, 'name')} AS institution "
+        f"SELECT {selected}, i.{_column(Institution, 'name')} AS institution, {rotation} "
         f"FROM {_table(ApiKey)} k JOIN {_table(Institution)} i "
         f"ON i.{_pk(Institution)} = k.{_column(ApiKey, 'institution_id')} "
+        f"LEFT JOIN {_table(KeyRotation)} r ON r.{_column(KeyRotation, 'open_key_id')} = k.{_pk(ApiKey)} "
         f"WHERE k.{_column(ApiKey, 'client_id')} = ?"
     )
 

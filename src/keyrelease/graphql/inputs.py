@@ -38,3 +38,14 @@ class RevealKeyInput:
 @strawberry.input
 class RevokeKeyInput:
     key_id: strawberry.ID
+
+
+@strawberry.input(description="Start a rotation of an active key's secret; expiresAt becomes the key's expiry at the release.")
+class RotateKeyInput:
+    key_id: strawberry.ID
+    expires_at: datetime | None = None
+
+
+@strawberry.input
+class CancelRotationInput:
+    key_id: strawberry.ID

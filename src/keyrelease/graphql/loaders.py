@@ -1,5 +1,5 @@
 """Per-request loading: what a page of keys needs beyond the key rows (events, the latest
-delivery) is read for every key of the page in one statement, not one per key.
+delivery, the latest rotation) is read for every key of the page in one statement, not one per key.
 
 Two Strawberry DataLoaders batch the loads made in one turn of the event loop and cache each
 key's answer for the rest of the request, so aliases of one page read nothing twice. The
@@ -20,7 +20,7 @@ from datetime import datetime
 
 from strawberry.dataloader import DataLoader
 
-from keyrelease.models import Admin, KeyEvent, OutboxMessage
+from keyrelease.models import Admin, KeyEvent, KeyRotation, OutboxMessage
 from keyrelease.service import queries
 from keyrelease.status import KeyStatus
 
@@ -38,6 +38,11 @@ async def _last_deliveries(key_ids: list[uuid.UUID]) -> Sequence[OutboxMessage |
     return [latest[key_id] for key_id in key_ids]
 
 
+async def _rotations(key_ids: list[uuid.UUID]) -> Sequence[KeyRotation | None]:
+    latest = await queries.latest_rotations(key_ids)
+    return [latest[key_id] for key_id in key_ids]
+
+
 def _retrieved(read: asyncio.Future[queries.KeyPage]) -> None:
     """Every awaiting field gets the page's error; if the request was cancelled before any
     did, this keeps asyncio from logging it as never retrieved."""
@@ -51,6 +56,7 @@ class Loaders:
         self.last_delivery: DataLoader[uuid.UUID, OutboxMessage | None] = DataLoader(
             _last_deliveries, max_batch_size=BATCH
         )
+        self.rotation: DataLoader[uuid.UUID, KeyRotation | None] = DataLoader(_rotations, max_batch_size=BATCH)
         self._pages: dict[tuple[int, int, str | None, KeyStatus | None, str | None], asyncio.Future[queries.KeyPage]] = {}
 
     def page(
@@ -74,17 +80,20 @@ class Loaders:
         return self._pages[request]
 
     async def preload(self, key_ids: Collection[uuid.UUID], fields: Collection[str]) -> None:
-        """Load ``fields`` (GraphQL names: ``events``, ``lastDelivery``) of these keys now,
+        """Load ``fields`` (GraphQL names: ``events``, ``lastDelivery``, ``rotation``) of these keys now,
         one statement each."""
         loads: list[Awaitable[object]] = []
         if "events" in fields:
             loads.append(self.events.load_many(key_ids))
         if "lastDelivery" in fields:
             loads.append(self.last_delivery.load_many(key_ids))
+        if "rotation" in fields:
+            loads.append(self.rotation.load_many(key_ids))
         await asyncio.gather(*loads)
 
     def forget(self) -> None:
         """Drop every cached answer (a mutation is about to change keys)."""
         self.events.clear_all()
         self.last_delivery.clear_all()
+        self.rotation.clear_all()
         self._pages.clear()

@@ -28,7 +28,15 @@ from keyrelease.graphql import errors, limits
 from keyrelease.graphql.context import TOKEN_NOT_ACCEPTED, ClientError, Context
 from keyrelease.graphql.cost import AdminTurns, QueryCostLimit
 from keyrelease.graphql.guess_limit import OneGuessPerRequest
-from keyrelease.graphql.inputs import CreateKeyInput, ResendCodeInput, RevealKeyInput, RevokeKeyInput, VerifyKeyInput
+from keyrelease.graphql.inputs import (
+    CancelRotationInput,
+    CreateKeyInput,
+    ResendCodeInput,
+    RevealKeyInput,
+    RevokeKeyInput,
+    RotateKeyInput,
+    VerifyKeyInput,
+)
 from keyrelease.graphql.types import (
     AdminType,
     ApiKey,
@@ -59,9 +67,14 @@ ResendCodeResult = Annotated[
 ]
 RevealKeyResult = Annotated[KeyCredentials | VerificationError | ValidationError, strawberry.union("RevealKeyResult")]
 RevokeKeyResult = Annotated[ApiKey | KeyNotFoundError | ValidationError, strawberry.union("RevokeKeyResult")]
+RotateKeyResult = Annotated[
+    ApiKey | KeyNotFoundError | ValidationError | CodeEmailLimitError | DailyKeyLimitError | KeyCreationSuspendedError,
+    strawberry.union("RotateKeyResult"),
+]
+CancelRotationResult = Annotated[ApiKey | KeyNotFoundError | ValidationError, strawberry.union("CancelRotationResult")]
 
 #: Fields of a key read with a statement of their own, loaded for a whole page at once.
-LOADED_KEY_FIELDS = frozenset({"events", "lastDelivery"})
+LOADED_KEY_FIELDS = frozenset({"events", "lastDelivery", "rotation"})
 
 
 def _map(result: object) -> Any:
@@ -202,6 +215,20 @@ class Mutation:
     async def revoke_key(self, info: Info[Context, None], input: RevokeKeyInput) -> RevokeKeyResult:
         admin = await info.context.mutating_admin()
         return _map(await info.context.keys.revoke_key(admin, input.key_id))
+
+    @strawberry.mutation(
+        description="Start a rotation of an active, released key's secret: a code is emailed to you; verifyKey, "
+        "resendCode and revealKey (or the partner's retrieval) then act on the rotation, with a new key's rules. "
+        "The old secret keeps working until a while after the new one's first use.",
+    )
+    async def rotate_key(self, info: Info[Context, None], input: RotateKeyInput) -> RotateKeyResult:
+        admin = await info.context.mutating_admin()
+        return _map(await info.context.keys.rotations.rotate_key(admin, input.key_id, input.expires_at))
+
+    @strawberry.mutation(description="Cancel a key's rotation before its release; the key keeps its old secret.")
+    async def cancel_rotation(self, info: Info[Context, None], input: CancelRotationInput) -> CancelRotationResult:
+        admin = await info.context.mutating_admin()
+        return _map(await info.context.keys.rotations.cancel_rotation(admin, input.key_id))
 
 
 def _should_mask(error: GraphQLError) -> bool:

@@ -14,6 +14,7 @@ from strawberry.types.private import is_private
 from keyrelease import expiry, models
 from keyrelease.graphql.context import Context
 from keyrelease.policy import VerificationPolicy
+from keyrelease.service import rotation as rotation_service
 from keyrelease.status import KeyStatus as DomainKeyStatus
 from keyrelease.status import key_status
 
@@ -23,6 +24,13 @@ R = TypeVar("R")
 KeyKind = strawberry.enum(models.KeyKind, name="KeyKind", description="Who will use the key.")
 KeyStatus = strawberry.enum(DomainKeyStatus, name="KeyStatus", description="Derived from the key's timestamps.")
 KeyEventType = strawberry.enum(models.EventType, name="KeyEventType")
+RotationStatus = strawberry.enum(
+    rotation_service.RotationStatus,
+    name="RotationStatus",
+    description="PENDING_VERIFICATION (waiting for the code), VERIFIED (waiting for the reveal or the partner's "
+    "retrieval), OVERLAP (both secrets work), COMPLETED (only the new one works), LOCKED, CANCELLED "
+    "(the key kept its old secret).",
+)
 LockReason = strawberry.enum(
     models.LockReason,
     name="LockReason",
@@ -155,6 +163,34 @@ def _partner_password_expires_at(root: ApiKey, info: Info[Context, None]) -> dat
     return info.context.keys.partner_password_expires_at(root.model)
 
 
+@strawberry.type(description="A rotation of a key's secret: released like a new key's, then both secrets work for a while.")
+class Rotation:
+    status: RotationStatus
+    started_at: datetime
+    verification_deadline: datetime = strawberry.field(description="Verify before this, or the rotation locks.")
+    code_expires_at: datetime | None = strawberry.field(description="When the current code stops working (null unless pending).")
+    attempts_remaining: int
+    resends_remaining: int
+    released_at: datetime | None = strawberry.field(description="When the new secret was revealed or retrieved.")
+    new_secret_first_used_at: datetime | None = strawberry.field(description="The new secret's first token request.")
+    old_secret_retires_at: datetime | None = strawberry.field(
+        description="When the old secret stops working (null before the release): the grace after the new secret's "
+        "first use, or the maximum overlap after the release, whichever comes first."
+    )
+
+
+def _rotation(root: ApiKey, info: Info[Context, None]) -> Rotation | None:
+    rotations, now = info.context.keys.rotations, info.context.clock.now()
+
+    def shown(latest: models.KeyRotation | None) -> Rotation | None:
+        if latest is None:
+            return None
+        state = rotations.state(latest, now)
+        return Rotation(**{name: getattr(state, name) for name in state.__dataclass_fields__})
+
+    return _now_or_later(info.context.loaders.rotation.load(root.model.id), shown)
+
+
 def _last_delivery(root: ApiKey, info: Info[Context, None]) -> Delivery | None:
     return _now_or_later(info.context.loaders.last_delivery.load(root.model.id), _delivery)
 
@@ -206,6 +242,9 @@ class ApiKey:
         resolver=_last_delivery, description="The latest email about this key: the code, or the partner's password."
     )
     events: list[KeyEvent] = strawberry.field(resolver=_events)
+    rotation: Rotation | None = strawberry.field(
+        resolver=_rotation, description="The key's latest rotation of its secret; null if it was never rotated."
+    )
     model: strawberry.Private[models.ApiKey]
 
     @classmethod

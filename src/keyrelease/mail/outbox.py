@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from keyrelease.models import ApiKey, MessageKind, OutboxMessage
+from keyrelease.models import ApiKey, KeyRotation, MessageKind, OutboxMessage
 
 
 async def _queue(
@@ -33,18 +33,24 @@ def _about(key: ApiKey, *, role: str, institution_name: str) -> dict:
     }
 
 
-async def queue_verification_code(key: ApiKey, *, code_expires_at: datetime, now: datetime) -> OutboxMessage:
-    assert key.notify_email is not None
+async def queue_verification_code(
+    key: ApiKey, *, code_expires_at: datetime, now: datetime, rotation: KeyRotation | None = None
+) -> OutboxMessage:
+    """The key's code, or with ``rotation`` the rotation's: to the admin who asked for it, from
+    the rotation's own code series (``rotation_id`` in the payload)."""
+    recipient = rotation.notify_email if rotation is not None else key.notify_email
+    assert recipient is not None
     return await _queue(
         MessageKind.VERIFICATION_CODE,
-        key.notify_email,
+        recipient,
         key_id=key.id,
         now=now,
         payload={
             "key_id": str(key.id),
+            **({"rotation_id": str(rotation.id)} if rotation is not None else {}),
             "key_name": key.name,
             "key_kind": key.kind.value,
-            "generation": key.code_generation,
+            "generation": rotation.code_generation if rotation is not None else key.code_generation,
             "expires_at": code_expires_at.isoformat(),
             "partner_name": key.partner_name or "",
             "partner_email": key.partner_email or "",
@@ -53,7 +59,12 @@ async def queue_verification_code(key: ApiKey, *, code_expires_at: datetime, now
 
 
 async def queue_partner_otp(
-    key: ApiKey, *, institution_name: str, otp_expires_at: datetime, now: datetime
+    key: ApiKey,
+    *,
+    institution_name: str,
+    otp_expires_at: datetime,
+    now: datetime,
+    rotation_id: uuid.UUID | None = None,
 ) -> OutboxMessage:
     assert key.partner_email is not None
     return await _queue(
@@ -63,6 +74,7 @@ async def queue_partner_otp(
         now=now,
         payload={
             "key_id": str(key.id),
+            **({"rotation_id": str(rotation_id)} if rotation_id is not None else {}),
             "key_name": key.name,
             "partner_name": key.partner_name or "",
             "institution_name": institution_name,

@@ -109,11 +109,13 @@ class MailRenderer:
             )
             return self._message(message, subject, text, html)
         key_id = uuid.UUID(payload["key_id"])
+        # A rotation's code and one-time password derive from the rotation's id, not the key's.
+        subject_id = uuid.UUID(payload.get("rotation_id") or payload["key_id"])
         expires_at = _utc(payload["expires_at"])
         if message.kind is MessageKind.VERIFICATION_CODE:
             template = self._templates.verification_code
             values = {
-                "code": codes.verification_code(self._secret, key_id, int(payload["generation"])),
+                "code": codes.verification_code(self._secret, subject_id, int(payload["generation"])),
                 "expires_at": expires_at,
                 "key_name": payload["key_name"],
                 "key_kind": payload["key_kind"],
@@ -124,7 +126,7 @@ class MailRenderer:
         else:
             template = self._templates.partner_otp
             values = {
-                "otp": codes.partner_otp(self._secret, key_id),
+                "otp": codes.partner_otp(self._secret, subject_id),
                 "key_id": str(key_id),
                 "partner_url": self._partner_url,
                 "expires_at": expires_at,

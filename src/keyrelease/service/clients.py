@@ -28,6 +28,7 @@ from keyrelease import credentials
 from keyrelease.clock import Clock
 from keyrelease.db import fastpath
 from keyrelease.models import CLIENT_ID_MAX, ApiKey
+from keyrelease.service.rotation import Rotations
 from keyrelease.status import may_authenticate
 
 log = logging.getLogger("keyrelease.clients")
@@ -57,13 +58,23 @@ class KeyRecord:
     expires_at: datetime | None
     verification_deadline: datetime | None
     institution: str
+    #: The key's open rotation, if any (:data:`keyrelease.db.fastpath.ROTATION_FIELDS`).
+    rotation_id: uuid.UUID | None = None
+    new_secret_hash: str | None = None
+    rotation_released_at: datetime | None = None
+    new_secret_first_used_at: datetime | None = None
 
     def __repr__(self) -> str:
         return f"KeyRecord(id={self.id!r}, secret_hash=<hidden>)"
 
 
-#: The key's fields the lookup reads: every field of :class:`KeyRecord` but the institution's name.
-_KEY_FIELDS = tuple(field.name for field in dataclasses.fields(KeyRecord) if field.name != "institution")
+#: The key's fields the lookup reads: every field of :class:`KeyRecord` but the institution's
+#: name and the rotation's (which the lookup adds).
+_KEY_FIELDS = tuple(
+    field.name
+    for field in dataclasses.fields(KeyRecord)
+    if field.name != "institution" and field.name not in fastpath.ROTATION_FIELDS
+)
 
 
 async def find_key(client_id: str) -> KeyRecord | None:
@@ -125,9 +136,10 @@ class LastUseRecorder:
 class ClientAuthenticator:
     """The use-case behind ``POST /ids/auth/login``: may these credentials have a token?"""
 
-    def __init__(self, *, clock: Clock, last_use: LastUseRecorder) -> None:
+    def __init__(self, *, clock: Clock, last_use: LastUseRecorder, rotations: Rotations) -> None:
         self.clock = clock
         self.last_use = last_use
+        self.rotations = rotations
 
     async def authenticate(self, client_id: str, secrets: Sequence[str]) -> AuthenticatedClient | None:
         """The client, if ``client_id`` names a revealed key that may authenticate
@@ -140,17 +152,34 @@ class ClientAuthenticator:
         :func:`keyrelease.credentials.is_mistyped_secret`), no key can have it, and it is
         refused before any lookup. That reveals nothing about any client: the checksum is
         public, so the caller knew the answer before asking.
+
+        During a released rotation both secrets authenticate until the old one's time is up
+        (:meth:`RotationPolicy.old_secret_retires_at`, from timestamps). Every secret is
+        compared with both hashes whatever the key, so old, new and unknown cost the same.
+        The new secret's first success is recorded once (a conditional update).
         """
         secrets = [secret for secret in secrets if not credentials.is_mistyped_secret(secret)]
         if not secrets:
             return None
         now = self.clock.now()
         key = await find_key(client_id) if 0 < len(client_id) <= CLIENT_ID_MAX else None
-        stored = key.secret_hash if key is not None else None
-        matches = [credentials.secret_matches(secret, stored) for secret in secrets]
-        if key is None or not any(matches) or key.revealed_at is None or not may_authenticate(key, now):
+        old = key.secret_hash if key is not None else None
+        new = key.new_secret_hash if key is not None else None
+        old_matches = [credentials.secret_matches(secret, old) for secret in secrets]
+        new_matches = [credentials.secret_matches(secret, new) for secret in secrets]
+        if key is None or key.revealed_at is None or not may_authenticate(key, now):
             return None
+        by_new = any(new_matches) and key.rotation_released_at is not None
+        if not (by_new or (any(old_matches) and self._old_secret_live(key, now))):
+            return None
+        if by_new and key.new_secret_first_used_at is None:
+            assert key.rotation_id is not None
+            await self.rotations.record_first_use(key.rotation_id, key.id, now)
         self.last_use.record(key.id, now)
         return AuthenticatedClient(
             key_id=key.id, client_id=client_id, institution=key.institution, expires_at=key.expires_at
         )
+
+    def _old_secret_live(self, key: KeyRecord, now: datetime) -> bool:
+        retires = self.rotations.policy.old_secret_retires_at(key.rotation_released_at, key.new_secret_first_used_at)
+        return retires is None or now < retires

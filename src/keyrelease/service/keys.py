@@ -37,6 +37,7 @@ from keyrelease.models import (
 )
 from keyrelease.policy import VerificationPolicy
 from keyrelease.service import budget
+from keyrelease.service import rotation as rotation_service  # a module: rotation.py imports this one
 from keyrelease.service.budget import AdminBudget, Overspent
 from keyrelease.service.results import (
     CodeEmailLimitReached,
@@ -116,6 +117,7 @@ class KeyService:
         clock: Clock,
         region: str,
         on_mail_queued: Callable[[], None] = lambda: None,
+        rotation_policy: rotation_service.RotationPolicy | None = None,
     ) -> None:
         self._secret = server_secret
         self.policy = policy
@@ -123,6 +125,9 @@ class KeyService:
         self._region = region
         self._on_mail_queued = on_mail_queued
         self.budget = AdminBudget(policy)
+        #: Rotations of a key's secret: verifyKey, resendCode and the reveals route to a
+        #: key's open rotation through these.
+        self.rotations = rotation_service.Rotations(self, rotation_policy or rotation_service.RotationPolicy())
         #: The failure floor's stopwatch and wait (:meth:`_failed`); tests replace them to see
         #: the wait each failure asks for instead of timing it.
         self.monotonic: Callable[[], float] = time.perf_counter
@@ -228,16 +233,8 @@ class KeyService:
             return InvalidInput("name", "Name must not be empty.")
         if len(cleaned) > KEY_NAME_MAX:
             return InvalidInput("name", f"Name must be at most {KEY_NAME_MAX} characters.")
-        if expires_at is not None:
-            if expires_at.tzinfo is None:
-                return InvalidInput("expiresAt", "The expiry date must include a time zone, e.g. 2031-01-01T00:00:00Z.")
-            if expires_at <= now:
-                return InvalidInput("expiresAt", "The expiry date must be in the future.")
-            if expires_at > self.policy.latest_key_expiry(now):
-                return InvalidInput(
-                    "expiresAt",
-                    f"The expiry date must be at most {self.policy.max_key_lifetime_days} days from now.",
-                )
+        if expires_at is not None and (problem := self.check_expiry(now, expires_at)) is not None:
+            return problem
         if kind is KeyKind.PARTNER:
             if not partner_email or not validation.is_email_address(partner_email.strip()):
                 return InvalidInput("partnerEmail", "A partner key needs a valid partner email address.")
@@ -245,6 +242,19 @@ class KeyService:
                 return InvalidInput("partnerName", f"The partner name must be at most {NAME_MAX} characters.")
         elif partner_email or partner_name:
             return InvalidInput("partnerEmail", "Only partner keys take a partner name and email.")
+        return None
+
+    def check_expiry(self, now: datetime, expires_at: datetime) -> InvalidInput | None:
+        """A new key's, or a rotation's, requested expiry: aware, ahead, within the lifetime."""
+        if expires_at.tzinfo is None:
+            return InvalidInput("expiresAt", "The expiry date must include a time zone, e.g. 2031-01-01T00:00:00Z.")
+        if expires_at <= now:
+            return InvalidInput("expiresAt", "The expiry date must be in the future.")
+        if expires_at > self.policy.latest_key_expiry(now):
+            return InvalidInput(
+                "expiresAt",
+                f"The expiry date must be at most {self.policy.max_key_lifetime_days} days from now.",
+            )
         return None
 
     # -- verification -------------------------------------------------------------------
@@ -265,6 +275,8 @@ class KeyService:
             return InvalidInput("code", "The code is six digits, 0-9.")
         now = self.clock.now()
         parsed = parse_key_id(key_id)
+        if parsed is not None and (rotation := await self.rotations.pending_for(admin, parsed)) is not None:
+            return await self.rotations.verify(rotation, code, started)
         key = await fastpath.get(ApiKey, id=parsed, created_by_id=admin.id) if parsed else None
         if key is None:
             codes.code_matches(self._secret, _ABSENT_KEY, 0, code)
@@ -418,6 +430,8 @@ class KeyService:
         parsed = parse_key_id(key_id)
         if parsed is None:
             return await self._failed(started)
+        if (rotation := await self.rotations.pending_for(admin, parsed)) is not None:
+            return await self.rotations.resend(admin, rotation, started)
         try:
             async with in_transaction():
                 await budget.hold(admin.id)
@@ -470,6 +484,8 @@ class KeyService:
         now = self.clock.now()
         parsed = parse_key_id(key_id)
         secret = credentials.new_client_secret()
+        if parsed is not None and (released := await self.rotations.reveal(admin, parsed)) is not None:
+            return released
         if parsed is not None:
             async with in_transaction():
                 won = await ApiKey.filter(
@@ -503,6 +519,11 @@ class KeyService:
         parsed = parse_key_id(key_id)
         key = await fastpath.get(ApiKey, id=parsed, kind=KeyKind.PARTNER) if parsed else None
         matched = codes.otp_matches(self._secret, key.id if key else _ABSENT_KEY, one_time_password)
+        if key is not None and key.revealed_at is not None:  # retrieved once: only a rotation's new secret is left
+            released = await self.rotations.reveal_to_partner(key, one_time_password)
+            if released is not None:
+                return released
+            key = None
         if key is None:
             metrics.reveal("partner", "refused")
             return await self._failed(started)

@@ -31,7 +31,7 @@ from tortoise.transactions import in_transaction
 from keyrelease import credentials, validation
 from keyrelease.clock import Clock
 from keyrelease.mail import outbox
-from keyrelease.models import EVENT_DETAIL_MAX, URL_MAX, Admin, ApiKey, EventType, Institution, KeyEvent, KeyKind
+from keyrelease.models import EVENT_DETAIL_MAX, URL_MAX, Admin, ApiKey, EventType, Institution, KeyEvent, KeyKind, KeyRotation
 
 log = logging.getLogger("keyrelease.leaks")
 
@@ -127,16 +127,22 @@ class LeakService:
         ):
             return LeakOutcome(LeakVerdict.NOT_LIVE)
         secret_hash = credentials.hash_secret(secret)
-        keys = await ApiKey.filter(secret_hash=secret_hash).only("id", "compromised_at")
-        if not keys:
+        found = [key.id for key in await ApiKey.filter(secret_hash=secret_hash).only("id")]
+        # A rotation's new secret during the overlap lives on the rotation until the old one retires.
+        rotated = await KeyRotation.filter(new_secret_hash=secret_hash, open_key_id__not_isnull=True).values_list(
+            "key_id", flat=True
+        )
+        if not found and not rotated:
             return LeakOutcome(LeakVerdict.NOT_LIVE)
         now = self.clock.now()
         retired: list[uuid.UUID] = []
         notices = 0
-        for key in keys:
-            queued = await self._retire(key.id, secret_hash, now, url, source)
+        candidates = [(key_id, Q(secret_hash=secret_hash)) for key_id in found]
+        candidates += [(_as_uuid(key_id), Q()) for key_id in rotated if _as_uuid(key_id) not in found]
+        for key_id, holds in candidates:
+            queued = await self._retire(key_id, holds, now, url, source)
             if queued is not None:
-                retired.append(key.id)
+                retired.append(key_id)
                 notices += queued
         if retired:
             self._on_mail_queued()
@@ -150,16 +156,15 @@ class LeakService:
             return LeakOutcome(LeakVerdict.ALREADY_RETIRED, tuple(earlier))  # type: ignore[arg-type]  # flat values_list
         return LeakOutcome(LeakVerdict.NOT_LIVE)
 
-    async def _retire(
-        self, key_id: uuid.UUID, secret_hash: str, now: datetime, url: str, source: str
-    ) -> int | None:
+    async def _retire(self, key_id: uuid.UUID, holds: Q, now: datetime, url: str, source: str) -> int | None:
         """The conditional update; when it wins, the event and the notices. How many notices
-        were queued, or None when this report did not retire the key."""
+        were queued, or None when this report did not retire the key. ``holds``: the key's own
+        secret is the leaked one (empty for a rotation's new secret, found on the rotation)."""
         async with in_transaction():
             won = await ApiKey.filter(
                 Q(expires_at=None) | Q(expires_at__gt=now),
+                holds,
                 id=key_id,
-                secret_hash=secret_hash,
                 compromised_at=None,
                 revoked_at=None,
                 verified_at__not_isnull=True,
@@ -194,3 +199,7 @@ class LeakService:
 
 def _fit(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _as_uuid(value: object) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))

@@ -17,8 +17,9 @@ Disabling an admin, in **one** transaction:
 3. Each of the admin's ACTIVE keys records ADMIN_DISABLED and keeps working: it belongs to the
    institution, whose other admins see and revoke it as before.
 
-When rotation exists, a disabled admin's pending rotations lock in the same transaction: one
-more conditional update of the same shape (docs/security.md states the rule).
+4. Each rotation the admin asked for that still waits for its code locks the same way (one more
+   conditional update of the same shape, ``open_key_id`` cleared), with the events
+   ADMIN_DISABLED and ROTATION_LOCKED; its key stays ACTIVE with its old secret.
 
 A lock here is not counted against the admin's budget (that counts keys locked by wrong codes)
 and sends no mail. Enabling clears ``disabled_at`` only: tokens that are neither expired nor
@@ -37,7 +38,8 @@ from tortoise.transactions import in_transaction
 
 from keyrelease import metrics, validation
 from keyrelease.clock import Clock
-from keyrelease.models import Admin, ApiKey, EventType, KeyEvent, LockReason
+from keyrelease.models import Admin, ApiKey, EventType, KeyEvent, KeyRotation, LockReason
+from keyrelease.service import rotation
 from keyrelease.service.admins import AdminInputError
 from keyrelease.service.budget import hold
 
@@ -103,6 +105,14 @@ async def disable_admin(clock: Clock, email: str) -> Disabled:
         for key_id in candidates:
             if await ApiKey.filter(_pending(now), id=key_id).update(locked_at=now, lock_reason=LockReason.ADMIN_DISABLED):
                 locked.append(key_id)  # type: ignore[arg-type]  # flat values_list
+        rotations = await KeyRotation.filter(rotation.pending(now), requested_by_id=admin.id).values_list("id", "key_id")
+        locked_rotations = [
+            key_id
+            for rotation_id, key_id in rotations
+            if await KeyRotation.filter(rotation.pending(now), id=rotation_id).update(
+                locked_at=now, lock_reason=LockReason.ADMIN_DISABLED, open_key_id=None
+            )
+        ]
         # Read after the locks: a key a racing verifyKey activated is active now, and noted.
         active = await ApiKey.filter(_active(now), created_by_id=admin.id).values_list("id", flat=True)
         events = [
@@ -117,14 +127,24 @@ async def disable_admin(clock: Clock, email: str) -> Disabled:
             KeyEvent(key_id=key_id, type=EventType.ADMIN_DISABLED, at=now, detail="creator disabled; the key keeps working")
             for key_id in active
         ]
+        events += [
+            event
+            for key_id in locked_rotations
+            for event in (
+                KeyEvent(key_id=key_id, type=EventType.ADMIN_DISABLED, at=now, detail="requester disabled; rotation locked"),
+                KeyEvent(key_id=key_id, type=EventType.ROTATION_LOCKED, at=now, detail=LockReason.ADMIN_DISABLED.value),
+            )
+        ]
         if events:
             await KeyEvent.bulk_create(events)
-    for _ in locked:
+    for _ in [*locked, *locked_rotations]:
         metrics.lock(LockReason.ADMIN_DISABLED.value)
     log.warning(
-        "admin %d disabled: their tokens are refused; %d pending key(s) locked, %d active key(s) keep working",
+        "admin %d disabled: their tokens are refused; %d pending key(s) and %d rotation(s) locked, "
+        "%d active key(s) keep working",
         admin.id,
         len(locked),
+        len(locked_rotations),
         len(active),
     )
     return Disabled(

@@ -14,7 +14,7 @@ from tortoise.expressions import Q
 
 from keyrelease import expiry, validation
 from keyrelease.db import fastpath
-from keyrelease.models import Admin, ApiKey, KeyEvent, MessageKind, OutboxMessage
+from keyrelease.models import Admin, ApiKey, KeyEvent, KeyRotation, MessageKind, OutboxMessage
 from keyrelease.service.keys import parse_key_id
 from keyrelease.status import KeyStatus
 
@@ -150,3 +150,11 @@ def _delivery_order(message: OutboxMessage) -> tuple[datetime, bool, int]:
 
 def _uuid(value: object) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+async def latest_rotations(key_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, KeyRotation | None]:
+    """Each key's latest rotation, for many keys in one statement; None for a key never rotated."""
+    latest: dict[uuid.UUID, KeyRotation | None] = {key_id: None for key_id in key_ids}
+    for rotation in await KeyRotation.filter(key_id__in=list(latest)).order_by("started_at"):
+        latest[_uuid(rotation.key_id)] = rotation
+    return latest
