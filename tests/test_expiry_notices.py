@@ -18,7 +18,7 @@ from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
 from keyrelease.models import ExpiryNotice, MessageKind, NoticeOutcome, OutboxMessage
 from keyrelease.service.offboarding import disable_admin
-from keyrelease.testing.api import released_key
+from keyrelease.testing.api import CODE_LINE, released_key
 from keyrelease.testing.settings import base_env
 
 DAY = timedelta(days=1)
@@ -81,7 +81,7 @@ async def test_the_mail_names_the_key_its_client_id_the_expiry_and_how_to_renew(
     assert "“Billing sync”" in mail.subject and expires in mail.subject
     for part in (mail.text, mail.html):
         assert "Billing sync" in part and creds["clientId"] in part and expires in part
-        assert "create a replacement key and verify it before then" in part
+        assert "rotate the key with a new expiry date" in part
         assert creds["clientSecret"] not in part
 
 
@@ -98,8 +98,8 @@ async def test_a_partner_key_notice_goes_to_the_admin_and_the_partner(api, app, 
     assert await notices_pass(app) == 1
     [to_admin] = await notices(api, admin.email, 1)
     [to_partner] = await notices(api, "ops@acme.example", 1)
-    assert "create a replacement key" in to_admin.text
-    assert "contact the admin at Example University" in to_partner.text
+    assert "rotate the key with a new expiry date" in to_admin.text
+    assert "contact the admin at Example University" in to_partner.text and "ask them to renew it" in to_partner.text
     assert otp not in to_partner.text and otp not in to_admin.text
     assert await history(api, admin, key["id"]) == ["7d"]
 
@@ -288,3 +288,24 @@ async def test_keys_expiring_within_refuses_what_is_not_a_duration(api, within):
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert error["message"].startswith("expiringWithin must ")  # a duration; no control characters
     assert response.json()["data"] is None
+
+
+async def test_a_key_renewed_by_rotation_is_announced_again_for_its_new_expiry(api, app, clock):
+    """Renewal is a rotation with a new expiry: the notices decided about the old expiry do not
+    hold back those about the new one, even while the old date is still ahead."""
+    admin = await api.admin()
+    key, _ = await expiring_key(api, clock, admin, 10, name="Renewed")
+    clock.advance(days=3, seconds=1)
+    assert await notices_pass(app) == 1  # 7d before the old expiry
+    renewed_to = clock.now() + 9 * DAY  # after the old expiry, its 7d threshold two days ahead
+    rotate = "mutation($i: RotateKeyInput!) { rotateKey(input: $i) { __typename } }"
+    started = await api.data(rotate, {"i": {"keyId": key["id"], "expiresAt": renewed_to.isoformat()}}, admin.token)
+    assert started["rotateKey"]["__typename"] == "ApiKey"
+    mails = await api.mails_to(admin.email, 3)  # the key's code, the notice, the rotation's code
+    code = CODE_LINE.search(mails[-1].text).group(1)
+    assert (await api.verify(admin, key["id"], code))["status"] == "ACTIVE"
+    assert (await api.reveal(admin, key["id"]))["__typename"] == "KeyCredentials"  # the release
+    assert await notices_pass(app) == 0  # 30d and 14d were behind at verification
+    clock.advance(days=2)
+    assert await notices_pass(app) == 1  # 7d before the new expiry; the old one is 3 days ahead
+    assert await history(api, admin, key["id"]) == ["7d", "7d"]

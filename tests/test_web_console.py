@@ -514,7 +514,7 @@ def test_the_keys_list_shows_the_keys_expiring_soon(page: Page, server: LiveApp)
     expect(soon).to_be_visible()
     links = soon.get_by_role("link")
     expect(links).to_have_text(["Billing sync", "Nightly export"])  # soonest first; only usable keys
-    expect(soon).to_contain_text("create a replacement key and verify it before then")
+    expect(soon).to_contain_text("rotate it with a new expiry date")
     expect(soon).to_contain_text("These keys stop working within 30 days.")  # the first of KEYRELEASE_EXPIRY_NOTICES
     for name, marked in [("Billing sync", True), ("Nightly export", True), ("Yearly audit", False), ("Unverified", False)]:
         row = page.get_by_role("row", name=re.compile(name))

@@ -45,16 +45,17 @@ def leak_next_steps(payload: dict) -> str:
 
 
 def expiry_renewal(payload: dict) -> str:
-    """How the recipient of an expiry notice keeps access: the one place this is said, so that
-    renewal by rotation, once it exists, changes this sentence and nothing else."""
+    """How the recipient of an expiry notice keeps access (renewal is a rotation with a new
+    expiry, docs/tokens.md): the one place this is said."""
     if payload.get("role") == "partner":
         return (
             f"To keep access, contact the admin at {payload['institution_name']} who gave you this key "
-            "and ask for a replacement before then."
+            "and ask them to renew it before then; you will get a new one-time password for its new secret."
         )
     return (
-        "To keep access, create a replacement key and verify it before then, give its credentials "
-        "to whoever uses this one, and revoke this key once they have switched."
+        "To keep access, renew it before then: rotate the key with a new expiry date (rotateKey with "
+        "expiresAt). You confirm the rotation with a code, as for a new key; its new secret is released "
+        "once, and the old one keeps working while your clients switch."
     )
 
 

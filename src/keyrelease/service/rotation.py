@@ -34,7 +34,7 @@ from tortoise.transactions import in_transaction
 from keyrelease import codes, credentials, metrics
 from keyrelease.db import fastpath
 from keyrelease.mail import outbox
-from keyrelease.models import Admin, ApiKey, BudgetItem, EventType, Institution, KeyKind, KeyRotation, LockReason
+from keyrelease.models import Admin, ApiKey, BudgetItem, EventType, ExpiryNotice, Institution, KeyKind, KeyRotation, LockReason
 from keyrelease.service import budget
 from keyrelease.service import keys as key_service  # a module: keys.py imports this one too
 from keyrelease.service.results import (
@@ -366,9 +366,11 @@ class Rotations:
         return None
 
     async def _release(self, key: ApiKey, rotation: KeyRotation, now: datetime) -> None:
-        """The requested expiry becomes the key's, in the release's transaction."""
+        """The requested expiry becomes the key's, in the release's transaction; the notices
+        decided about the old expiry are dropped, so the new one gets its own from the next pass."""
         if rotation.expires_at is not None:
             await ApiKey.filter(id=key.id).update(expires_at=rotation.expires_at)
+            await ExpiryNotice.filter(key_id=key.id).exclude(expires_at=rotation.expires_at).delete()
             key.expires_at = rotation.expires_at
 
     # -- the overlap's end --------------------------------------------------------------
