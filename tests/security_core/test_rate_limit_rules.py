@@ -79,6 +79,15 @@ async def test_the_token_endpoint_counts_per_address_and_per_address_and_client(
     assert await rl.token_request("192.0.2.2", "c1") is None  # the client ID alone is not limited
 
 
+async def test_secret_scanning_reports_are_counted_per_address_under_their_own_rule():
+    clock = FrozenClock(datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC))
+    rl = limiter(clock, secret_scanning_ip=Rate(2, 60), token_ip=Rate(1, 60))
+    assert await rl.token_request("192.0.2.1", None) is None  # another rule's bucket, not this one's
+    assert [await rl.secret_scanning_report("192.0.2.1") for _ in range(2)] == [None, None]
+    assert await rl.secret_scanning_report("192.0.2.1") == Limited(rule="secret_scanning_ip", retry_after=60)
+    assert await rl.secret_scanning_report("192.0.2.2") is None
+
+
 async def test_when_two_rules_refuse_the_longer_wait_is_given():
     clock = FrozenClock(datetime(2030, 1, 1, 12, 0, 50, tzinfo=UTC))
     rl = limiter(clock, partner_ip=Rate(1, 60), partner_key=Rate(1, 3600))
