@@ -67,7 +67,7 @@ async def test_input_at_the_boundary_is_accepted(api, fields):
     assert result["__typename"] == "ApiKey", result
 
 
-async def test_names_and_partner_fields_are_stored_trimmed(api):
+async def test_names_and_partner_fields_are_stored_trimmed_and_absent_ones_stay_absent(api):
     ada = await api.admin()
     key = await api.create_key(
         ada, name="  Trimmed  ", kind="PARTNER", partnerEmail="  p@acme.example ", partnerName="  Acme  "
@@ -75,6 +75,10 @@ async def test_names_and_partner_fields_are_stored_trimmed(api):
     assert (key["name"], key["partnerEmail"], key["partnerName"]) == ("Trimmed", "p@acme.example", "Acme")
     blank = await api.create_key(ada, kind="PARTNER", partnerEmail="q@acme.example", partnerName="   ")
     assert blank["partnerName"] is None
+    unnamed = await api.create_key(ada, kind="PARTNER", partnerEmail="r@acme.example")
+    assert unnamed["partnerName"] is None
+    institutional = await api.create_key(ada)
+    assert (institutional["partnerName"], institutional["partnerEmail"]) == (None, None)
 
 
 async def test_a_code_that_is_not_six_digits_names_the_rule(api):
