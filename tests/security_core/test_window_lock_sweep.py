@@ -1,6 +1,7 @@
 """The sweeper records LOCKED (reason WINDOW, at the deadline, counted once) for pending keys
 whose verification window closed unobserved: at most ``limit`` a sweep, never a key that was
-verified, revoked or already locked, never a key whose window is still open, and never twice."""
+verified, revoked or already locked, never a key whose window is still open (none of which
+takes a place in a sweep's batch), and never twice."""
 
 from __future__ import annotations
 
@@ -22,7 +23,12 @@ def wrong(code: str) -> str:
 
 async def test_the_sweep_locks_only_lapsed_pending_keys_at_their_deadline_within_its_limit(api, clock):
     ada = await api.admin()
-    lapsed = [await api.create_key_with_code(ada) for _ in range(3)]
+    # The keys a sweep must pass over are created first, so that on SQLite (which reads in
+    # insertion order) a sweep that let them into its batch would fill it with them. The one
+    # still open is created ten minutes on, and the clock then set back.
+    clock.advance(minutes=10)
+    fresh, _ = await api.create_key_with_code(ada)  # its window is still open after the others close
+    clock.advance(minutes=-10)
     verified, code = await api.create_key_with_code(ada)
     await api.verify(ada, verified["id"], code)
     revoked, _ = await api.create_key_with_code(ada)
@@ -30,9 +36,9 @@ async def test_the_sweep_locks_only_lapsed_pending_keys_at_their_deadline_within
     attempts, attempts_code = await api.create_key_with_code(ada)
     for _ in range(5):
         await api.verify(ada, attempts["id"], wrong(attempts_code))
+    lapsed = [await api.create_key_with_code(ada) for _ in range(3)]
     created = clock.now()
     clock.advance(minutes=10)
-    fresh, _ = await api.create_key_with_code(ada)  # its window is still open after the others close
 
     keys = sweeper(clock)
     assert await keys.record_window_locks() == 0, "no window has closed yet"
