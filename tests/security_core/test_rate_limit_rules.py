@@ -1,7 +1,7 @@
 """The rate limiter's arithmetic, on the service layer with a frozen clock: rates as written
 in settings, fixed windows aligned to the period, Retry-After to the end of the window, the
 limit reached exactly at N, one bucket per rule and subject (attacker-chosen subjects hashed),
-and the database store counting and pruning like the memory one."""
+and the database and memory stores counting and pruning alike."""
 
 from __future__ import annotations
 
@@ -113,8 +113,9 @@ def test_a_bucket_is_rule_and_subject_and_an_odd_subject_is_hashed():
     assert _bucket("r", surrogate) == "r:sha256=" + hashlib.sha256(surrogate.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-async def test_the_database_store_counts_per_window_and_prunes_ended_windows(app):
-    store = DatabaseCounterStore()
+@pytest.mark.parametrize("store_type", [DatabaseCounterStore, MemoryCounterStore])
+async def test_both_stores_count_per_window_and_prune_ended_windows(app, store_type):
+    store = store_type()
     assert await store.hit([("a", 60), ("b", 60)]) == {"a": 1, "b": 1}
     assert await store.hit([("a", 60)]) == {"a": 2}
     assert await store.hit([("a", 120)]) == {"a": 1}  # a new window
