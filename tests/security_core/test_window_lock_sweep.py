@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from seed import seed_pending_keys
+
 from keyrelease.policy import VerificationPolicy
 from keyrelease.service.keys import KeyService
 from keyrelease.testing.api import REVOKE_KEY
@@ -59,3 +61,13 @@ async def test_the_sweep_locks_only_lapsed_pending_keys_at_their_deadline_within
     assert (await api.key(ada, fresh["id"]))["status"] == "PENDING_VERIFICATION"
     for key_id in (verified["id"], revoked["id"], fresh["id"]):
         assert not [e for e in (await api.key(ada, key_id))["events"] if e["type"] == "LOCKED"], key_id
+
+
+async def test_one_sweep_records_at_most_500_lapsed_keys_unless_told_otherwise(api, clock):
+    """A backlog (say, after an outage of the sweeper) is worked off 500 keys a pass."""
+    ada = await api.admin()
+    await seed_pending_keys(ada.email, 501, clock.now())  # 501 createKey flows would take minutes
+    clock.advance(minutes=15)
+    keys = sweeper(clock)
+    assert await keys.record_window_locks() == 500
+    assert await keys.record_window_locks() == 1
