@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from seed import seed_pending_keys
-
 from keyrelease.policy import VerificationPolicy
 from keyrelease.service.keys import KeyService
 from keyrelease.testing.api import REVOKE_KEY
 from keyrelease.testing.settings import SECRET_KEY
+from seed import seed_pending_keys
 
 
 def sweeper(clock) -> KeyService:
