@@ -24,6 +24,32 @@ from keyrelease.models import (
 )
 
 
+def _pending_key(admin: Admin, name: str, created: datetime) -> ApiKey:
+    """The row createKey writes: an institutional key pending verification, its code sent."""
+    return ApiKey(
+        id=uuid.uuid4(),
+        institution_id=admin.institution_id,
+        created_by_id=admin.id,
+        kind=KeyKind.INSTITUTIONAL,
+        name=name,
+        client_id=credentials.new_client_id("us-east-1"),
+        notify_email=admin.email,
+        created_at=created,
+        verification_deadline=created + timedelta(minutes=15),
+        code_generation=0,
+        code_issued_at=created,
+    )
+
+
+async def seed_pending_keys(admin_email: str, count: int, created: datetime) -> list[uuid.UUID]:
+    """``count`` keys pending verification, all created by the admin at ``created`` (their
+    rows only: no events, no mail); their ids."""
+    admin = await Admin.get(email=admin_email)
+    keys = [_pending_key(admin, f"Pending key {n}", created) for n in range(count)]
+    await ApiKey.bulk_create(keys)
+    return [key.id for key in keys]
+
+
 async def seed_keys(admin_email: str, count: int, now: datetime) -> list[uuid.UUID]:
     """``count`` ACTIVE keys of the admin's institution, created by them a second apart
     (the newest at ``now``); their ids, newest first."""
@@ -31,22 +57,10 @@ async def seed_keys(admin_email: str, count: int, now: datetime) -> list[uuid.UU
     keys, events, messages = [], [], []
     for n in range(count):
         created = now - timedelta(seconds=n)
-        key = ApiKey(
-            id=uuid.uuid4(),
-            institution_id=admin.institution_id,
-            created_by_id=admin.id,
-            kind=KeyKind.INSTITUTIONAL,
-            name=f"Seeded key {n}",
-            client_id=credentials.new_client_id("us-east-1"),
-            secret_hash=credentials.hash_secret(f"seeded-secret-{n}"),
-            notify_email=admin.email,
-            created_at=created,
-            verification_deadline=created + timedelta(minutes=15),
-            code_generation=0,
-            code_issued_at=created,
-            verified_at=created + timedelta(seconds=30),
-            revealed_at=created + timedelta(seconds=40),
-        )
+        key = _pending_key(admin, f"Seeded key {n}", created)
+        key.secret_hash = credentials.hash_secret(f"seeded-secret-{n}")
+        key.verified_at = created + timedelta(seconds=30)
+        key.revealed_at = created + timedelta(seconds=40)
         keys.append(key)
         for offset, (kind, detail) in enumerate(
             [(EventType.CREATED, "INSTITUTIONAL"), (EventType.CODE_SENT, "to a***@…"), (EventType.VERIFIED, None), (EventType.REVEALED, None)]

@@ -1,4 +1,4 @@
-"""createKey refuses bad input with a message that names the rule broken, at the exact
+"""createKey and verifyKey refuse bad input with a message that names the rule broken, at the exact
 boundary the docs state, and creates nothing. (The frozen clock starts 2030-01-01T12:00Z;
 a key may live at most 365 days; names at most 100 characters, partner names 200.)"""
 
@@ -67,7 +67,7 @@ async def test_input_at_the_boundary_is_accepted(api, fields):
     assert result["__typename"] == "ApiKey", result
 
 
-async def test_names_and_partner_fields_are_stored_trimmed(api):
+async def test_names_and_partner_fields_are_stored_trimmed_and_absent_ones_stay_absent(api):
     ada = await api.admin()
     key = await api.create_key(
         ada, name="  Trimmed  ", kind="PARTNER", partnerEmail="  p@acme.example ", partnerName="  Acme  "
@@ -75,3 +75,14 @@ async def test_names_and_partner_fields_are_stored_trimmed(api):
     assert (key["name"], key["partnerEmail"], key["partnerName"]) == ("Trimmed", "p@acme.example", "Acme")
     blank = await api.create_key(ada, kind="PARTNER", partnerEmail="q@acme.example", partnerName="   ")
     assert blank["partnerName"] is None
+    unnamed = await api.create_key(ada, kind="PARTNER", partnerEmail="r@acme.example")
+    assert unnamed["partnerName"] is None
+    institutional = await api.create_key(ada)
+    assert (institutional["partnerName"], institutional["partnerEmail"]) == (None, None)
+
+
+async def test_a_code_that_is_not_six_digits_names_the_rule(api):
+    ada = await api.admin()
+    key = await api.create_key(ada)
+    result = await api.verify(ada, key["id"], "12345")
+    assert result == {"__typename": "ValidationError", "message": "The code is six digits, 0-9.", "field": "code"}

@@ -1,7 +1,7 @@
 """The rate limiter's arithmetic, on the service layer with a frozen clock: rates as written
 in settings, fixed windows aligned to the period, Retry-After to the end of the window, the
 limit reached exactly at N, one bucket per rule and subject (attacker-chosen subjects hashed),
-and the database store counting and pruning like the memory one."""
+and the database and memory stores counting and pruning alike."""
 
 from __future__ import annotations
 
@@ -79,6 +79,15 @@ async def test_the_token_endpoint_counts_per_address_and_per_address_and_client(
     assert await rl.token_request("192.0.2.2", "c1") is None  # the client ID alone is not limited
 
 
+async def test_secret_scanning_reports_are_counted_per_address_under_their_own_rule():
+    clock = FrozenClock(datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC))
+    rl = limiter(clock, secret_scanning_ip=Rate(2, 60), token_ip=Rate(1, 60))
+    assert await rl.token_request("192.0.2.1", None) is None  # another rule's bucket, not this one's
+    assert [await rl.secret_scanning_report("192.0.2.1") for _ in range(2)] == [None, None]
+    assert await rl.secret_scanning_report("192.0.2.1") == Limited(rule="secret_scanning_ip", retry_after=60)
+    assert await rl.secret_scanning_report("192.0.2.2") is None
+
+
 async def test_when_two_rules_refuse_the_longer_wait_is_given():
     clock = FrozenClock(datetime(2030, 1, 1, 12, 0, 50, tzinfo=UTC))
     rl = limiter(clock, partner_ip=Rate(1, 60), partner_key=Rate(1, 3600))
@@ -104,8 +113,9 @@ def test_a_bucket_is_rule_and_subject_and_an_odd_subject_is_hashed():
     assert _bucket("r", surrogate) == "r:sha256=" + hashlib.sha256(surrogate.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-async def test_the_database_store_counts_per_window_and_prunes_ended_windows(app):
-    store = DatabaseCounterStore()
+@pytest.mark.parametrize("store_type", [DatabaseCounterStore, MemoryCounterStore])
+async def test_both_stores_count_per_window_and_prune_ended_windows(app, store_type):
+    store = store_type()
     assert await store.hit([("a", 60), ("b", 60)]) == {"a": 1, "b": 1}
     assert await store.hit([("a", 60)]) == {"a": 2}
     assert await store.hit([("a", 120)]) == {"a": 1}  # a new window

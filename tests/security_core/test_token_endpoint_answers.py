@@ -115,6 +115,12 @@ async def test_sixteen_form_fields_are_read_and_a_seventeenth_is_refused(client)
     assert over.status_code == 400 and over.json() == error("invalid_request", NOT_A_FORM)
 
 
+async def test_the_media_type_is_what_comes_before_the_first_parameter(client):
+    content_type = "application/x-www-form-urlencoded; charset=UTF-8; boundary=x"
+    response = await client.post(LOGIN, content=GRANT, headers={"Content-Type": content_type, "Authorization": UNKNOWN})
+    assert response.json() == error("invalid_client", "Client authentication failed.")  # the form was read
+
+
 async def test_blank_form_values_are_kept_so_an_empty_grant_type_is_missing(client):
     response = await client.post(LOGIN, content="grant_type=&scope=", headers={**FORM, "Authorization": UNKNOWN})
     assert response.json() == error("invalid_request", "grant_type is required.")
