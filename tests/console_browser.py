@@ -21,13 +21,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from environment import missing
+from environment import empty_postgres, missing
 
 #: The browser the tests drive (Debian's; Playwright's own download is not used). .ci/run checks this path.
 CHROMIUM = Path("/usr/bin/chromium")
@@ -37,6 +38,7 @@ playwright_api = pytest.importorskip("playwright.sync_api", reason=missing("play
 
 import uvicorn  # noqa: E402
 from playwright.sync_api import Browser, Page, expect  # noqa: E402
+from tortoise.backends.base.executor import EXECUTOR_CACHE  # noqa: E402
 
 from keyrelease.app import create_app  # noqa: E402
 from keyrelease.clock import FrozenClock  # noqa: E402
@@ -131,13 +133,26 @@ class LiveApp:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, migrated_template: Path) -> Iterator[LiveApp]:
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, migrated_template: Path) -> Iterator[LiveApp]:
+    """The app on SQLite; a module may run on each of BACKENDS instead, with
+    ``pytestmark = pytest.mark.parametrize("server", BACKENDS, indirect=True, scope="module")``."""
     tmp = tmp_path_factory.mktemp("web")
     shutil.copy(migrated_template, tmp / "keyrelease.sqlite3")
+    database: dict[str, str] = {}
+    # Tortoise caches statements per connection name, in the first backend's dialect: start clean.
+    EXECUTOR_CACHE.clear()
+    if getattr(request, "param", "sqlite") == "postgres":
+        # Off this thread: Playwright's sync API keeps an event loop running in it, and preparing
+        # the database takes asyncio.run().
+        with ThreadPoolExecutor(1) as thread:
+            url = thread.submit(request.getfixturevalue, "postgres_url").result()  # skips without PostgreSQL
+            thread.submit(empty_postgres, url).result()
+        database["KEYRELEASE_DATABASE_URL"] = url
     port = free_port()
     settings = Settings.from_env(
         base_env(
             tmp,
+            **database,
             KEYRELEASE_PUBLIC_URL=f"http://127.0.0.1:{port}",
             KEYRELEASE_MAX_PENDING_KEYS_PER_ADMIN="30",
             KEYRELEASE_MAX_CODE_EMAILS_PER_ADMIN_PER_HOUR="1000",
