@@ -209,6 +209,39 @@ def test_the_keys_list_marks_a_key_being_rotated(page: Page, admin: Admin, serve
     expect(row.get_by_text("Rotation pending", exact=True)).to_be_visible()
 
 
+def test_a_resent_code_replaces_the_rotations_code(page: Page, admin: Admin, server: LiveApp):
+    key = Released(server, admin, "Resent")
+    sign_in(page, admin)
+    start_rotation(page, key)
+    first = admin.code("Resent", nth=2)
+    resend = page.get_by_role("button", name=re.compile("^Resend code"))
+    resend.click()
+    expect(resend).to_have_text("Resend code (2 left)")
+    expect(page.get_by_label("Verification code", exact=True)).to_be_focused()
+    newest = admin.code("Resent", nth=3)
+    if newest != first:  # the earlier code no longer works
+        enter_code(page, first)
+        expect(page.locator("#code-error")).to_have_text(GENERIC_VERIFICATION_ERROR)
+    enter_code(page, newest)
+    expect(page.locator("#key-message")).to_contain_text("Its new secret is verified")
+
+
+def test_a_new_expiry_in_the_past_is_refused_beside_its_field_and_starts_nothing(page: Page, admin: Admin, server: LiveApp):
+    key = Released(server, admin, "Renewed badly")
+    sign_in(page, admin)
+    open_key(page, key).get_by_role("button", name="Rotate secret").click()
+    field = page.get_by_label("New expiry (optional)", exact=True)
+    field.fill("2026-01-01T00:00")  # the server's clock says 2030
+    page.get_by_role("button", name="Rotate secret").click()
+    expect(page.locator("#rotate-expires-error")).to_have_text("The expiry date must be in the future.")
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_be_focused()
+    page.get_by_role("link", name="Keep the current secret").click()
+    expect(page.get_by_role("heading", name="“Renewed badly” is verified")).to_be_focused()
+    expect(shown(page, "Status")).to_have_count(0)  # no rotation was started
+    assert len(server.mails(lambda m: m.to == admin.email and "“Renewed badly”" in m.subject)) == 1
+
+
 # -- cancel and lock: the key keeps its old secret -------------------------------------
 
 
