@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-# Importing the console's browser tests skips this module too when Chromium or Playwright is
+# Importing the console's browser helpers skips this module too when Chromium or Playwright is
 # missing, with their reason.
-from test_web_console import CHROMIUM, CHROMIUM_ARGS, Admin, LiveApp  # isort: skip
+from console_browser import CHROMIUM, CHROMIUM_ARGS, Admin, LiveApp  # isort: skip
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright  # isort: skip
 
 from keyrelease.clock import FrozenClock

@@ -125,7 +125,7 @@ def every_key_field() -> str:
 
 def test_every_console_and_readme_operation_is_under_the_default_limit():
     documents = {**console_operations(), **readme_operations(), "every field of a page of 100": every_key_field()}
-    assert {"Me", "Keys", "Key", "CreateKey", "VerifyKey", "ResendCode", "RevealKey", "RevokeKey"} <= set(documents)
+    assert {"Me", "Keys", "Key", "CreateKey", "VerifyKey", "ResendCode", "RevealKey", "RevokeKey", "RotateKey", "CancelRotation"} <= set(documents)
     assert len(readme_operations()) == 6
     key = {"keyId": "00000000-0000-0000-0000-000000000000"}
     variables = {  # as the console sends them, with the largest page the API allows
@@ -137,6 +137,8 @@ def test_every_console_and_readme_operation_is_under_the_default_limit():
         "ResendCode": {"input": key},
         "RevealKey": {"input": {**key, "oneTimePassword": "AAAA-BBBB-CCCC-DDDD"}},
         "RevokeKey": {"input": key},
+        "RotateKey": {"input": {**key, "expiresAt": "2031-01-01T00:00:00Z"}},
+        "CancelRotation": {"input": key},
     }
     costs = {name: cost(text, variables.get(name, {})) for name, text in documents.items()}
     assert all(value is not None for value in costs.values()), costs

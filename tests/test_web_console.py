@@ -1,244 +1,42 @@
-"""The admin console and the partner page in a real browser: Playwright driving Debian's
-Chromium against the real app, served by uvicorn on a port, on a SQLite database, with the
-memory mail transport (the tests read each email as its recipient would) and a frozen clock
-the tests move.
-
-One server and one browser for the module; each test signs in as its own admin, in its own
-browser context. The server's clock stands in 2030 while the browser's runs today: every
-countdown on screen must therefore come from the server's clock (its ``Date`` header), not
-the browser's.
+"""The admin console and the partner page in a real browser (console_browser.py says how:
+Playwright, Debian's Chromium, the real app under uvicorn with the memory mail transport and a
+frozen clock in 2030 while the browser's runs today): sign in, create, verify, reveal, the
+locks, the list, the partner page, the keyboard and 320 px, and the screenshots.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import shutil
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
 from datetime import timedelta
-from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
-import pytest
 
-from environment import missing
+import console_browser  # isort: skip  (first: skips this module without Chromium or Playwright)
+from playwright.sync_api import Browser, Page, expect
 
-#: The browser the tests drive (Debian's; Playwright's own download is not used). .ci/run checks this path.
-CHROMIUM = Path("/usr/bin/chromium")
-if not os.access(CHROMIUM, os.X_OK):
-    pytest.skip(missing(f"Chromium at {CHROMIUM} (apt-get install chromium)"), allow_module_level=True)
-playwright_api = pytest.importorskip("playwright.sync_api", reason=missing("playwright (pip install -e '.[test]')"))
+from console_browser import (
+    SCREENSHOTS,
+    Admin,
+    LiveApp,
+    assert_fits,
+    countdown_seconds,
+    create_key,
+    enter_code,
+    sign_in,
+    tab_until,
+    wrong,
+)
+from keyrelease.models import KeyKind
+from keyrelease.service.offboarding import disable_admin
+from keyrelease.service.results import GENERIC_VERIFICATION_ERROR
+from keyrelease.testing.api import OTP_LINE
+from keyrelease.testing.tokens import basic_auth
 
-import uvicorn  # noqa: E402
-from playwright.sync_api import Browser, Page, expect  # noqa: E402
-
-from keyrelease.app import create_app  # noqa: E402
-from keyrelease.clock import FrozenClock  # noqa: E402
-from keyrelease.config import Settings  # noqa: E402
-from keyrelease.models import KeyKind  # noqa: E402
-from keyrelease.service.admins import create_admin  # noqa: E402
-from keyrelease.service.offboarding import disable_admin  # noqa: E402
-from keyrelease.service.results import GENERIC_VERIFICATION_ERROR  # noqa: E402
-from keyrelease.testing.api import CODE_LINE, OTP_LINE  # noqa: E402
-from keyrelease.testing.processes import free_port  # noqa: E402
-from keyrelease.testing.settings import base_env  # noqa: E402
-from keyrelease.testing.tokens import basic_auth  # noqa: E402
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
-expect.set_options(timeout=10_000)
-
-
-# -- the server ------------------------------------------------------------------------
-
-
-def with_clock_date(app: Any, clock: FrozenClock) -> Any:
-    """The app with the ``Date`` header uvicorn would add, but read from the app's clock, as
-    it is in production (where the app's clock is the system clock)."""
-
-    async def dated(scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-
-        async def send_dated(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                date = format_datetime(clock.now(), usegmt=True).encode()
-                message = {**message, "headers": [*message.get("headers", []), (b"date", date)]}
-            await send(message)
-
-        await app(scope, receive, send_dated)
-
-    return dated
-
-
-class LiveApp:
-    """``create_app`` under uvicorn in a background thread, on that thread's event loop."""
-
-    def __init__(self, settings: Settings, clock: FrozenClock, port: int) -> None:
-        self.clock = clock
-        self.app = create_app(settings, clock=clock)
-        self.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(
-            with_clock_date(self.app, clock), host="127.0.0.1", port=port, log_level="warning", date_header=False
-        )
-        self.server = uvicorn.Server(config)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._serve, name="web-test-server", daemon=True)
-
-    def _serve(self) -> None:
-        self.loop.run_until_complete(self.server.serve())
-        # A task cancelled at shutdown may leave a database call running on aiosqlite's worker
-        # thread; let its answer land before the loop closes.
-        self.loop.run_until_complete(asyncio.sleep(0.2))
-        self.loop.close()
-
-    def start(self) -> LiveApp:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-
-    def run(self, coroutine: Any) -> Any:
-        """Run a coroutine on the server's loop (where its database connections live)."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(15)
-
-    def mails(self, predicate: Callable[[Any], bool], count: int = 1, timeout: float = 10) -> list[Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [m for m in list(self.app.state.services.transport.messages) if predicate(m)]
-            if len(found) >= count:
-                return found
-            if time.monotonic() > deadline:
-                raise AssertionError(f"expected {count} matching mails, got {len(found)}")
-            time.sleep(0.05)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, migrated_template: Path) -> Iterator[LiveApp]:
-    tmp = tmp_path_factory.mktemp("web")
-    shutil.copy(migrated_template, tmp / "keyrelease.sqlite3")
-    port = free_port()
-    settings = Settings.from_env(
-        base_env(
-            tmp,
-            KEYRELEASE_PUBLIC_URL=f"http://127.0.0.1:{port}",
-            KEYRELEASE_MAX_PENDING_KEYS_PER_ADMIN="30",
-            KEYRELEASE_MAX_CODE_EMAILS_PER_ADMIN_PER_HOUR="1000",
-            KEYRELEASE_MAX_KEYS_PER_ADMIN_PER_DAY="1000",
-        )
-    )
-    live = LiveApp(settings, FrozenClock(), port).start()
-    yield live
-    live.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-class Admin:
-    """An admin of the running service, and their mailbox."""
-
-    def __init__(
-        self, server: LiveApp, *, institution: str = "", email: str = "", name: str = "Ada"
-    ) -> None:
-        self.email = email or f"ada-{uuid.uuid4().hex[:8]}@uni.example"
-        self.institution = institution or f"University {uuid.uuid4().hex[:8]}"  # sees only its own keys
-        created = server.run(create_admin(server.clock, institution=self.institution, email=self.email, name=name))
-        self.token = created.token
-        self.model = created.admin
-        self.server = server
-
-    def code(self, key_name: str, nth: int = 1) -> str:
-        """The code in the ``nth`` email about ``key_name``, as the admin reads it."""
-        mails = self.server.mails(lambda m: m.to == self.email and f"“{key_name}”" in m.subject, count=nth)
-        match = CODE_LINE.search(mails[nth - 1].text)
-        assert match, mails[nth - 1].text
-        return match.group(1)
-
-
-@pytest.fixture
-def admin(server: LiveApp) -> Admin:
-    return Admin(server)
-
-
-@pytest.fixture
-def page(browser: Browser, server: LiveApp) -> Iterator[Page]:
-    """A fresh browser context; the test fails on any script error or console error (a CSP
-    violation is one)."""
-    context = browser.new_context(
-        base_url=server.url, viewport={"width": 1024, "height": 800}, locale="en-GB", timezone_id="UTC"
-    )
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on("console", lambda message: problems.append(f"console: {message.text}") if message.type == "error" else None)
-    yield page
-    context.close()
-    assert not problems, problems
-
-
-# -- steps, as a user takes them -------------------------------------------------------
-
-
-def sign_in(page: Page, admin: Admin) -> None:
-    page.goto("/")
-    page.get_by_label("Admin token").fill(admin.token)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Keys", exact=True)).to_be_focused()
-
-
-def create_key(page: Page, name: str, *, partner: tuple[str, str] | None = None) -> str:
-    """Fill in and send the create form; returns the new key's id (from the address bar)."""
-    page.get_by_role("navigation", name="Console").get_by_role("link", name="Create key").click()
-    expect(page.get_by_role("heading", name="Create key")).to_be_focused()
-    if partner:
-        page.get_by_label("Partner", exact=True).check()
-        page.get_by_label("Partner name").fill(partner[0])
-        page.get_by_label("Partner email").fill(partner[1])
-    page.get_by_label("Name", exact=True).fill(name)
-    page.get_by_role("button", name="Create key").click()
-    expect(page.get_by_role("heading", name=f"Verify “{name}”")).to_be_focused()
-    return page.url.rsplit("/", 1)[-1]
-
-
-def enter_code(page: Page, code: str) -> None:
-    page.get_by_label("Verification code").fill(code)
-    page.get_by_role("button", name="Verify", exact=True).click()
-
-
-def wrong(code: str) -> str:
-    return f"{(int(code) + 1) % 1_000_000:06d}"
-
-
-def countdown_seconds(page: Page, element_id: str) -> int:
-    minutes, seconds = page.locator(f"#{element_id}").inner_text().split(":")
-    return int(minutes) * 60 + int(seconds)
+# The shared fixtures: one server and one browser for the module; an admin and a browser context per test.
+server, browser, admin, page = console_browser.server, console_browser.browser, console_browser.admin, console_browser.page
 
 
 # -- sign in ---------------------------------------------------------------------------
@@ -585,19 +383,6 @@ def test_the_partner_page_reveals_once_with_the_emailed_one_time_password(page: 
 
 
 # -- keyboard and small screens --------------------------------------------------------
-
-
-def tab_until(page: Page, selector: str, limit: int = 40) -> None:
-    for _ in range(limit):
-        page.keyboard.press("Tab")
-        if page.evaluate("(s) => document.activeElement?.matches(s)", selector):
-            return
-    raise AssertionError(f"Tab never reached {selector}")
-
-
-def assert_fits(page: Page, width: int) -> None:
-    scroll_width = page.evaluate("document.documentElement.scrollWidth")
-    assert scroll_width <= width, f"the page is {scroll_width} px wide in a {width} px window"
 
 
 def test_the_whole_flow_works_by_keyboard_at_320_px(browser: Browser, server: LiveApp, admin: Admin):

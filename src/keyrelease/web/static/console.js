@@ -1,16 +1,28 @@
 // The admin console: sign in, list keys, create a key, verify it with the emailed code while
-// its two clocks run (verify.js), reveal an institutional key's credentials once.
+// its two clocks run (verify.js), reveal an institutional key's credentials once; rotate an
+// active key's secret through the same verification, and follow both secrets' overlap.
 //
 // Screens are <section data-screen> elements in console.html; the URL fragment says which one
-// (#/keys, #/new, #/keys/<id>). The admin token lives in this tab's sessionStorage only: never
-// in localStorage, a cookie or a URL.
+// (#/keys, #/new, #/keys/<id>, and a key's rotation: #/keys/<id>/rotate to start it,
+// #/keys/<id>/rotation to verify it). The admin token lives in this tab's sessionStorage only:
+// never in localStorage, a cookie or a URL.
 
 import { showCredentials } from "./credentials.js";
 import { $, announce, clearErrors, h, setBusy, setFieldError, showScreen } from "./dom.js";
 import { deliveryText, formatDateTime, formatDuration } from "./format.js";
 import { ApiError, graphql } from "./graphql.js";
-import { CREATE_KEY, EXPIRING_KEYS, KEY, KEYS, ME, REVEAL_KEY, REVOKE_KEY } from "./operations.js";
-import { showVerify } from "./verify.js";
+import {
+  CANCEL_ROTATION,
+  CREATE_KEY,
+  EXPIRING_KEYS,
+  KEY,
+  KEYS,
+  ME,
+  REVEAL_KEY,
+  REVOKE_KEY,
+  ROTATE_KEY,
+} from "./operations.js";
+import { NEW_KEY, ROTATION, showVerify } from "./verify.js";
 
 const TOKEN_STORAGE = "keyrelease.adminToken";
 const PAGE_SIZE = 10;
@@ -28,6 +40,21 @@ const STATUS_LABEL = {
   COMPROMISED: "Compromised",
 };
 const KIND_LABEL = { INSTITUTIONAL: "Institutional", PARTNER: "Partner" };
+const ROTATION_LABEL = {
+  PENDING_VERIFICATION: "Waiting for the code",
+  VERIFIED: "Verified, not yet released",
+  OVERLAP: "Both secrets work",
+  COMPLETED: "Completed",
+  LOCKED: "Locked",
+  CANCELLED: "Cancelled",
+};
+// The open rotations, marked in the keys list.
+const ROTATION_BADGE = { PENDING_VERIFICATION: "Rotation pending", VERIFIED: "Rotation verified", OVERLAP: "Two secrets" };
+const ROTATION_LOCK_REASON = {
+  ATTEMPTS: "a wrong code was entered too many times",
+  WINDOW: "it was not verified in time",
+  ADMIN_DISABLED: "the admin who started it was disabled before it was verified",
+};
 
 // The session, handed explicitly to the screens of other modules (verify.js): the admin token,
 // the admin it belongs to, and the screen's ticket. Each screen change takes a new ticket; an
@@ -52,7 +79,8 @@ const session = {
 };
 // The screens' own state: what undoes the current screen (timers, credentials on screen), what
 // "Create a new key" on the lock screen fills in, the key on the details screen.
-const screen = { leave: () => {}, createPrefill: null, key: null };
+// "I have stored the secret" goes to `afterStored`.
+const screen = { leave: () => {}, createPrefill: null, key: null, afterStored: "#/keys" };
 const list = { status: "", cursors: [null], page: 0 };
 // How the verification screen (verify.js) shows another screen.
 const screens = { present, showMessage };
@@ -86,9 +114,11 @@ function route() {
     showSignIn();
     return;
   }
-  const [, section, id] = hash.split("/");
+  const [, section, id, part] = hash.split("/");
   if (section === "new") showCreate();
-  else if (section === "keys" && id) showKey(decodeURIComponent(id));
+  else if (section === "keys" && id && part === "rotate") loadKey(decodeURIComponent(id), showRotate);
+  else if (section === "keys" && id && part === "rotation") loadKey(decodeURIComponent(id), showRotation);
+  else if (section === "keys" && id) loadKey(decodeURIComponent(id), present);
   else showKeys();
 }
 
@@ -217,6 +247,8 @@ function keyRow(key, expiringSoon = false) {
   const href = `#/keys/${encodeURIComponent(key.id)}`;
   const status = h("span", {}, badge(key.status));
   if (expiringSoon) status.append(" ", h("span", { class: "badge badge-expiring" }, "Expiring soon"));
+  const rotating = key.status === "ACTIVE" && ROTATION_BADGE[key.rotation?.status];
+  if (rotating) status.append(" ", h("span", { class: "badge badge-rotating" }, rotating));
   if (key.status === "PENDING_VERIFICATION") {
     status.append(" ", h("a", { href, class: "row-action", "aria-label": `Verify ${key.name}` }, "Verify"));
   }
@@ -274,6 +306,19 @@ const FIELD_INPUT = {
   partnerEmail: "#partner-email",
 };
 
+/** An optional datetime-local field as the API's DateTime (UTC): null when empty, undefined
+ * (with the error shown and focus on the field) when it holds no date. */
+function readExpiry(field) {
+  if (!field.value) return null;
+  const when = new Date(field.value);
+  if (Number.isNaN(when.getTime())) {
+    setFieldError(field, "Enter a date and time, or leave the field empty.");
+    field.focus();
+    return undefined;
+  }
+  return when.toISOString();
+}
+
 function showCreate() {
   const form = $("#create-form");
   form.reset();
@@ -307,16 +352,9 @@ async function createKey(event) {
   const button = $("#create-button");
   clearErrors(form);
   const input = { name: $("#name").value, kind: selectedKind() };
-  const expires = $("#expires").value;
-  if (expires) {
-    const when = new Date(expires);
-    if (Number.isNaN(when.getTime())) {
-      setFieldError($("#expires"), "Enter a date and time, or leave the field empty.");
-      $("#expires").focus();
-      return;
-    }
-    input.expiresAt = when.toISOString();
-  }
+  const expiresAt = readExpiry($("#expires"));
+  if (expiresAt === undefined) return;
+  if (expiresAt) input.expiresAt = expiresAt;
   if (input.kind === "PARTNER") {
     input.partnerName = $("#partner-name").value.trim() || null;
     input.partnerEmail = $("#partner-email").value.trim();
@@ -355,7 +393,8 @@ async function createKey(event) {
 
 // -- one key -----------------------------------------------------------------------------
 
-async function showKey(id) {
+// Load one key, then hand it to `show` (unless the screen changed meanwhile).
+async function loadKey(id, show) {
   const mine = session.ticket;
   let key;
   try {
@@ -366,13 +405,22 @@ async function showKey(id) {
   }
   if (mine !== session.ticket) return;
   if (!key) showMessage("No such key", "No key with this ID is visible to you.");
-  else present(key);
+  else show(key);
 }
 
+function keyHash(key) {
+  return `#/keys/${encodeURIComponent(key.id)}`;
+}
+
+// The screen a key is in: its verification, its lock, or its details (at its own address).
 function present(key) {
   leaveScreen();
-  if (key.status === "PENDING_VERIFICATION") screen.leave = showVerify(key, session, screens);
-  else if (key.status === "LOCKED") showLocked(key);
+  if (key.status === "PENDING_VERIFICATION") {
+    screen.leave = showVerify(NEW_KEY, key, session, screens);
+    return;
+  }
+  if (location.hash !== keyHash(key)) history.replaceState(null, "", keyHash(key));
+  if (key.status === "LOCKED") showLocked(key);
   else showDetails(key);
 }
 
@@ -432,8 +480,12 @@ function showDetails(key) {
     ...details.map(([term, value]) => h("div", {}, h("dt", {}, term), h("dd", {}, value))),
   );
 
-  const canReveal = key.status === "ACTIVE" && !partner && !key.revealed;
+  renderRotation(key);
+  // An institutional key's secret, or its rotation's new one, is revealed once.
+  const newSecret = key.rotation?.status === "VERIFIED";
+  const canReveal = key.status === "ACTIVE" && !partner && (!key.revealed || newSecret);
   $("#reveal-area").hidden = !canReveal;
+  $("#reveal-button").textContent = newSecret ? "Reveal the new secret" : "Reveal credentials";
   $("#stored-area").hidden = true;
   $("#credentials-area").replaceChildren();
   const revoke = $("#revoke-button");
@@ -452,19 +504,28 @@ function detailsMessage(key) {
     return "Its secret was found in public and has been retired: it no longer works. Create a new key for whoever used it, and remove the secret from where it was found.";
   }
   if (key.status === "EXPIRED") return "It can no longer be used to get access tokens.";
+  if (key.status === "ACTIVE" && key.rotation?.status === "VERIFIED") {
+    return partner
+      ? `Its new secret is verified. The partner ${partnerWho(key)} has been emailed a one-time password to retrieve it, once. The current secret keeps working.`
+      : "Its new secret is verified. Reveal it when you are ready to store it: it is shown once. The current secret keeps working.";
+  }
   if (partner && key.revealed) return "The partner has retrieved the credentials.";
   if (partner) {
-    const who = key.partnerName ? `${key.partnerName} (${key.partnerEmail})` : key.partnerEmail;
-    return `The partner ${who} has been emailed the Key ID and a one-time password, and a link to retrieve the credentials once.`;
+    return `The partner ${partnerWho(key)} has been emailed the Key ID and a one-time password, and a link to retrieve the credentials once.`;
   }
   if (key.revealed) {
-    return "Its credentials have been revealed and cannot be shown again. If the secret is lost, revoke this key and create a new one.";
+    return "Its credentials have been revealed and cannot be shown again. If the secret is lost, rotate it to release a new one, or revoke this key.";
   }
   return "Reveal the credentials when you are ready to store them. They are shown once.";
 }
 
+function partnerWho(key) {
+  return key.partnerName ? `${key.partnerName} (${key.partnerEmail})` : key.partnerEmail;
+}
+
 async function reveal() {
   const key = screen.key;
+  const newSecret = key.rotation?.status === "VERIFIED";
   const button = $("#reveal-button");
   $("#key-error").textContent = "";
   const result = await keyMutation(button, REVEAL_KEY, { input: { keyId: key.id } }, "revealKey");
@@ -474,7 +535,11 @@ async function reveal() {
     return;
   }
   $("#reveal-area").hidden = true;
-  $("#key-message").textContent = "Revealed. This is the only time the secret is shown.";
+  $("#key-message").textContent = newSecret
+    ? "Revealed. This is the only time the new secret is shown. The old one keeps working until the overlap ends."
+    : "Revealed. This is the only time the secret is shown.";
+  // After a rotation's reveal, the key's page shows both secrets' overlap.
+  screen.afterStored = newSecret ? keyHash(key) : "#/keys";
   const wipe = showCredentials($("#credentials-area"), result);
   $("#stored-area").hidden = false;
   // Leaving the screen, by any route, wipes the secret from the page.
@@ -485,15 +550,16 @@ async function reveal() {
 }
 
 /** Run one mutation about the key on screen, with its button busy meanwhile. Returns the
- * result, or null when the request failed (the error is shown) or the screen changed. */
-async function keyMutation(button, document, variables, field) {
+ * result, or null when the request failed (the error is shown in `errorAt`) or the screen
+ * changed. */
+async function keyMutation(button, document, variables, field, errorAt = "#key-error") {
   const mine = session.ticket;
   setBusy(button, true);
   let result;
   try {
     result = (await session.api(document, variables))[field];
   } catch (error) {
-    if (mine === session.ticket) $("#key-error").textContent = error.message;
+    if (mine === session.ticket) $(errorAt).textContent = error.message;
     return null;
   } finally {
     setBusy(button, false);
@@ -502,7 +568,6 @@ async function keyMutation(button, document, variables, field) {
 }
 
 async function revoke() {
-  const key = screen.key;
   const button = $("#revoke-button");
   if (!button.dataset.confirming) {
     button.dataset.confirming = "yes";
@@ -510,14 +575,164 @@ async function revoke() {
     $("#revoke-hint").textContent = "Press again to revoke. This cannot be undone.";
     return;
   }
-  const result = await keyMutation(button, REVOKE_KEY, { input: { keyId: key.id } }, "revokeKey");
+  await changeKey(button, REVOKE_KEY, "revokeKey", "Key revoked.");
+}
+
+/** A mutation of the key on screen that answers with the key (revoke, cancel a rotation):
+ * the key's new state, announced with `news`; or the API's refusal, shown. */
+async function changeKey(button, document, field, news) {
+  $("#key-error").textContent = "";
+  const result = await keyMutation(button, document, { input: { keyId: screen.key.id } }, field);
   if (!result) return;
   if (result.__typename !== "ApiKey") {
     $("#key-error").textContent = result.message;
     return;
   }
-  announce("Key revoked.");
+  announce(news);
   present(result);
+}
+
+// -- a key's secret rotation -------------------------------------------------------------
+
+// A new rotation may start on an active key whose secret was revealed (or retrieved), unless
+// one is open: at most two secrets are ever live.
+function canRotate(key) {
+  return key.status === "ACTIVE" && key.revealed && !["PENDING_VERIFICATION", "VERIFIED", "OVERLAP"].includes(key.rotation?.status);
+}
+
+// Why the latest rotation locked: its ROTATION_LOCKED event (the Key query reads the events).
+// A window that closed is recorded only when something next touches the rotation, so with
+// no such event since the rotation started, its window closed.
+function rotationLockReason(key) {
+  if (!key.events) return "it was not verified";
+  const started = Date.parse(key.rotation.startedAt);
+  const locked = key.events.filter((event) => event.type === "ROTATION_LOCKED" && Date.parse(event.at) >= started).at(-1);
+  return ROTATION_LOCK_REASON[locked?.detail ?? "WINDOW"] ?? "it was not verified";
+}
+
+// The rotation box of an active key's details: how its latest rotation stands, both secrets
+// during the overlap, and what can be done (rotate, enter the code, cancel).
+function renderRotation(key) {
+  const { rotation } = key;
+  const area = $("#rotation-area");
+  area.hidden = key.status !== "ACTIVE" || !(rotation || key.revealed);
+  const rows = [];
+  let text = "Its secret has never been rotated.";
+  let warning = false;
+  if (rotation) {
+    const started = formatDateTime(rotation.startedAt);
+    const newSecret = `Released ${formatDateTime(rotation.releasedAt)}; ${
+      rotation.newSecretFirstUsedAt ? `first used ${formatDateTime(rotation.newSecretFirstUsedAt)}` : "not used yet"
+    }`;
+    rows.push(["Status", ROTATION_LABEL[rotation.status] ?? rotation.status], ["Started", started]);
+    switch (rotation.status) {
+      case "PENDING_VERIFICATION":
+        text = "A new secret waits for its verification code, emailed to the admin who started the rotation. The current secret keeps working.";
+        rows.push(
+          ["Locks", `${formatDateTime(rotation.verificationDeadline)} unless verified`],
+          ["Attempts left", String(rotation.attemptsRemaining)],
+          ["Resends left", String(rotation.resendsRemaining)],
+        );
+        break;
+      case "VERIFIED":
+        text =
+          key.kind === "PARTNER"
+            ? "Verified: the partner retrieves the new secret with the one-time password emailed to them. The current secret keeps working."
+            : "Verified: the admin who started the rotation reveals the new secret, once. The current secret keeps working.";
+        break;
+      case "OVERLAP":
+        text = "Switch your clients to the new secret before the old one retires.";
+        rows.push(
+          ["New secret", newSecret],
+          [
+            "Old secret",
+            rotation.newSecretFirstUsedAt
+              ? `Retires ${formatDateTime(rotation.oldSecretRetiresAt)}`
+              : `Retires ${formatDateTime(rotation.oldSecretRetiresAt)} at the latest; sooner once the new secret is used`,
+          ],
+        );
+        break;
+      case "COMPLETED":
+        text = "Done: only the new secret works.";
+        rows.push(["New secret", newSecret], ["Old secret", `Retired ${formatDateTime(rotation.oldSecretRetiresAt)}`]);
+        break;
+      case "LOCKED":
+        warning = true;
+        text = `The rotation is locked: ${rotationLockReason(key)}. Nothing was released: the key keeps its current secret, which still works.`;
+        break;
+      case "CANCELLED":
+        text = "The rotation was cancelled. The key keeps its current secret, which still works.";
+        break;
+    }
+  }
+  const status = $("#rotation-status");
+  status.textContent = text;
+  status.className = warning ? "notice warning" : "";
+  $("#rotation-details").replaceChildren(
+    ...rows.map(([term, value]) => h("div", {}, h("dt", {}, term), h("dd", {}, value))),
+  );
+  const rotatable = canRotate(key);
+  $("#rotate-start").hidden = !rotatable;
+  $("#rotate-start-hint").hidden = !rotatable;
+  const code = $("#rotation-code");
+  code.hidden = rotation?.status !== "PENDING_VERIFICATION";
+  code.href = `${keyHash(key)}/rotation`;
+  $("#cancel-rotation").hidden = !["PENDING_VERIFICATION", "VERIFIED"].includes(rotation?.status);
+}
+
+function cancelRotation() {
+  return changeKey($("#cancel-rotation"), CANCEL_ROTATION, "cancelRotation", "Rotation cancelled. The key keeps its current secret.");
+}
+
+// The confirmation before a rotation starts: what will happen, and an optional new expiry.
+function showRotate(key) {
+  if (!canRotate(key)) {
+    present(key);
+    return;
+  }
+  const form = $("#rotate-form");
+  form.reset();
+  clearErrors(form);
+  screen.key = key;
+  $("#rotate-heading").textContent = `Rotate the secret of “${key.name}”`;
+  $("#rotate-step-code").textContent =
+    `A six-digit code goes to you at ${session.me.email}. Enter it on the next screen, as for a new key.`;
+  $("#rotate-step-release").textContent =
+    key.kind === "PARTNER"
+      ? `Once you verify, the partner ${partnerWho(key)} is emailed a one-time password to retrieve the new secret, once.`
+      : "Once you verify, you reveal the new secret, once.";
+  $("#rotate-expires-hint").textContent =
+    `${key.expiresAt ? `The key expires ${formatDateTime(key.expiresAt)}.` : "The key does not expire."} ` +
+    "To renew it, give a new expiry, in your local time: it takes effect when the new secret is released. " +
+    "Leave it empty to keep the current one.";
+  $("#rotate-back").href = keyHash(key);
+  showScreen("rotate");
+}
+
+async function rotateKey(event) {
+  event.preventDefault();
+  const key = screen.key;
+  clearErrors(event.currentTarget);
+  const expiresAt = readExpiry($("#rotate-expires"));
+  if (expiresAt === undefined) return;
+  const input = { keyId: key.id, expiresAt };
+  const result = await keyMutation($("#rotate-button"), ROTATE_KEY, { input }, "rotateKey", "#rotate-error");
+  if (!result) return;
+  if (result.__typename === "ApiKey") {
+    announce(`Rotation started. A verification code is on its way to ${session.me.email}.`);
+    navigate(`${keyHash(result)}/rotation`);
+  } else if (result.__typename === "ValidationError" && result.field === "expiresAt") {
+    setFieldError($("#rotate-expires"), result.message);
+    $("#rotate-expires").focus();
+  } else {
+    $("#rotate-error").textContent = result.message;
+  }
+}
+
+// The rotation's verification screen, while it waits for its code; otherwise the key.
+function showRotation(key) {
+  if (ROTATION.waiting(key)) screen.leave = showVerify(ROTATION, key, session, screens);
+  else present(key);
 }
 
 // -- start -------------------------------------------------------------------------------
@@ -532,8 +747,11 @@ async function start() {
   $("#create-form").addEventListener("submit", createKey);
   for (const radio of document.querySelectorAll("input[name=kind]")) radio.addEventListener("change", syncKind);
   $("#reveal-button").addEventListener("click", reveal);
-  $("#stored-button").addEventListener("click", () => navigate("#/keys"));
+  $("#stored-button").addEventListener("click", () => navigate(screen.afterStored));
   $("#revoke-button").addEventListener("click", revoke);
+  $("#rotate-start").addEventListener("click", () => navigate(`${keyHash(screen.key)}/rotate`));
+  $("#cancel-rotation").addEventListener("click", cancelRotation);
+  $("#rotate-form").addEventListener("submit", rotateKey);
   window.addEventListener("hashchange", route);
   // Leaving the page, even into the back-forward cache, takes a secret on screen with it.
   window.addEventListener("pagehide", leaveScreen);

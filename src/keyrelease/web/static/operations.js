@@ -25,6 +25,17 @@ const KEY_FIELDS = `
     partnerName
     partnerEmail
     lastDelivery { status at sentAt nextAttemptAt lastError }
+    rotation {
+      status
+      startedAt
+      verificationDeadline
+      codeExpiresAt
+      attemptsRemaining
+      resendsRemaining
+      releasedAt
+      newSecretFirstUsedAt
+      oldSecretRetiresAt
+    }
   }
 `;
 
@@ -39,7 +50,7 @@ export const KEYS = `
   query Keys($first: Int!, $after: String, $status: KeyStatus) {
     keys(first: $first, after: $after, status: $status) {
       edges {
-        node { id name kind status createdAt expiresAt verificationDeadline revokedAt compromisedAt lastUsedAt }
+        node { id name kind status createdAt expiresAt verificationDeadline revokedAt compromisedAt lastUsedAt rotation { status } }
       }
       pageInfo { hasNextPage endCursor }
     }
@@ -57,9 +68,13 @@ export const EXPIRING_KEYS = `
   }
 `;
 
+// The key's events say why its latest rotation locked (the detail of ROTATION_LOCKED).
 export const KEY = `
   query Key($id: ID!) {
-    key(id: $id) { ...KeyFields }
+    key(id: $id) {
+      ...KeyFields
+      events { type at detail }
+    }
   }
   ${KEY_FIELDS}
 `;
@@ -116,6 +131,32 @@ export const REVEAL_KEY = `
 export const REVOKE_KEY = `
   mutation RevokeKey($input: RevokeKeyInput!) {
     revokeKey(input: $input) {
+      __typename
+      ... on ApiKey { ...KeyFields }
+      ... on KeyNotFoundError { message }
+      ... on ValidationError { field message }
+    }
+  }
+  ${KEY_FIELDS}
+`;
+
+// A rotation of an active key's secret: a code goes to the admin; verifyKey, resendCode and
+// revealKey (above) then act on the rotation while it is open.
+export const ROTATE_KEY = `
+  mutation RotateKey($input: RotateKeyInput!) {
+    rotateKey(input: $input) {
+      __typename
+      ... on ApiKey { ...KeyFields }
+      ... on ValidationError { field }
+      ... on Error { message }
+    }
+  }
+  ${KEY_FIELDS}
+`;
+
+export const CANCEL_ROTATION = `
+  mutation CancelRotation($input: CancelRotationInput!) {
+    cancelRotation(input: $input) {
       __typename
       ... on ApiKey { ...KeyFields }
       ... on KeyNotFoundError { message }
