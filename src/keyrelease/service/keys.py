@@ -632,8 +632,11 @@ class KeyService:
 
     def code_expires_at(self, key: ApiKey) -> datetime | None:
         """When the current code stops working (:meth:`VerificationPolicy.code_expires_at`);
-        None once the key is verified, or if it never had a code (a legacy key)."""
+        None once the key is verified, or if it never had a code (a legacy key, a key released
+        by a passkey only)."""
         if key.verified_at is not None or key.code_issued_at is None or key.verification_deadline is None:
+            return None
+        if not key.release_proof.takes_code:  # released by a passkey only: no code was sent
             return None
         return self.policy.code_expires_at(key.code_issued_at, key.verification_deadline)
 

@@ -73,6 +73,8 @@ NO_PASSKEY = (
     "Your institution releases keys with a passkey, and you have none yet. Add one in the console "
     "(Passkeys, then Add a passkey: you confirm with a code emailed to you), then try again."
 )
+#: The most passkeys one admin may have (GraphQL sizes the ``passkeys`` list by it).
+MAX_PASSKEYS = 10
 #: How long the browser may take over a WebAuthn ceremony (milliseconds).
 CEREMONY_TIMEOUT_MS = 300_000
 _WEBAUTHN_FAILURES = (WebAuthnException, ValueError, TypeError, KeyError)
@@ -186,6 +188,8 @@ class Passkeys:
                 if await Admin.filter(id=admin.id, disabled_at__not_isnull=True).exists():
                     raise key_service._Undo(SignInRefused())
                 owned = await self._descriptors(admin.id)
+                if len(owned) >= MAX_PASSKEYS:
+                    raise key_service._Undo(_too_many())
                 if with_passkey and not owned:
                     raise key_service._Undo(InvalidInput("proof", "You have no passkey yet: confirm with an emailed code."))
                 if not with_passkey:
@@ -324,6 +328,9 @@ class Passkeys:
         credential_id = bytes_to_base64url(registered.credential_id)
         try:
             async with in_transaction():
+                await budget.hold(admin.id)  # parallel finishes of the admin's registrations queue up for the count
+                if await Passkey.filter(admin_id=admin.id).count() >= MAX_PASSKEYS:
+                    raise key_service._Undo(_too_many())
                 won = await PasskeyEnrollment.filter(
                     id=enrollment.id, completed_at=None, verified_at__not_isnull=True, verification_deadline__gt=now
                 ).update(completed_at=now, challenge=None)
@@ -488,6 +495,10 @@ class Passkeys:
     def _code_expiry(self, enrollment: PasskeyEnrollment) -> datetime:
         assert enrollment.code_sent_at is not None
         return self.keys.policy.code_expires_at(enrollment.code_sent_at, enrollment.verification_deadline)
+
+
+def _too_many() -> InvalidInput:
+    return InvalidInput("proof", f"You have {MAX_PASSKEYS} passkeys, the most one admin may have: remove one first.")
 
 
 def _check_name(name: str) -> InvalidInput | None:

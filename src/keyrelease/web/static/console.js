@@ -10,6 +10,7 @@ import { $, announce, clearErrors, h, setBusy, setFieldError, showScreen } from 
 import { deliveryText, formatDateTime, formatDuration } from "./format.js";
 import { ApiError, graphql } from "./graphql.js";
 import { CREATE_KEY, EXPIRING_KEYS, KEY, KEYS, ME, REVEAL_KEY, REVOKE_KEY } from "./operations.js";
+import { showPasskeys } from "./passkeys.js";
 import { showVerify } from "./verify.js";
 
 const TOKEN_STORAGE = "keyrelease.adminToken";
@@ -88,6 +89,7 @@ function route() {
   }
   const [, section, id] = hash.split("/");
   if (section === "new") showCreate();
+  else if (section === "passkeys") screen.leave = showPasskeys(session);
   else if (section === "keys" && id) showKey(decodeURIComponent(id));
   else showKeys();
 }

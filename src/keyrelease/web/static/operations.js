@@ -24,6 +24,7 @@ const KEY_FIELDS = `
     lastUsedAt
     partnerName
     partnerEmail
+    releaseProof
     lastDelivery { status at sentAt nextAttemptAt lastError }
   }
 `;

@@ -10,6 +10,7 @@ import { $, announce, clearErrors, setBusy, setFieldError, showScreen } from "./
 import { deliveryText, formatCountdown, formatTime, plural } from "./format.js";
 import { serverNow } from "./graphql.js";
 import { KEY, RESEND_CODE, VERIFY_KEY } from "./operations.js";
+import { offerPasskey } from "./passkeys.js";
 
 const POLL_MS = 30_000;
 
@@ -23,7 +24,15 @@ export function showVerify(key, session, screens) {
   const verification = new Verification(key, session, screens);
   verification.render();
   showScreen("verify");
-  return () => verification.stop();
+  // Passkeys (passkeys.js): "Use a passkey" where the key takes one; the code stays where it may.
+  const passkey = offerPasskey(key, session, {
+    verified: () => verification.refresh(),
+    failed: () => verification.refresh(),
+  });
+  return () => {
+    passkey();
+    verification.stop();
+  };
 }
 
 class Verification {
