@@ -355,3 +355,29 @@ async def test_set_policy_on_the_command_line_turns_passkeys_on(api, database_ur
         run_cli, env, "institution", "set-policy", "--institution", "Nowhere", "--verification", "email"
     )
     assert unknown.returncode == 2 and "no institution is named 'Nowhere'" in unknown.stderr
+
+
+async def test_an_assertion_confirms_only_the_registration_it_was_made_for(api):
+    ada, device = await admin_with_passkey(api)
+    one = (await api.data(START, {"input": {"proof": "PASSKEY"}}, ada.token))["startPasskeyRegistration"]
+    two = (await api.data(START, {"input": {"proof": "PASSKEY"}}, ada.token))["startPasskeyRegistration"]
+    for_one = device.assertion(one["requestOptions"])
+    assert failed(await confirm(api, ada, two["registrationId"], passkeyAssertion=for_one))
+    assert (await confirm(api, ada, one["registrationId"], passkeyAssertion=for_one))["__typename"] == "PasskeyOptions"
+    replayed = await confirm(api, ada, one["registrationId"], passkeyAssertion=for_one)
+    assert failed(replayed)  # confirmed once: its nonce is gone
+
+
+async def test_an_admin_has_at_most_ten_passkeys(api, clock):
+    from keyrelease.service.passkeys import MAX_PASSKEYS
+
+    ada, device = await admin_with_passkey(api)
+    for n in range(MAX_PASSKEYS - 1):
+        clock.advance(minutes=1)
+        started = (await api.data(START, {"input": {"proof": "PASSKEY"}}, ada.token))["startPasskeyRegistration"]
+        confirmed = await confirm(api, ada, started["registrationId"], passkeyAssertion=device.assertion(started["requestOptions"]))
+        added = await finish(api, ada, started["registrationId"], authenticator(api).register(confirmed["options"]), f"Key {n}")
+        assert added["__typename"] == "Passkey", added
+    refused = (await api.data(START, {"input": {"proof": "EMAIL"}}, ada.token))["startPasskeyRegistration"]
+    assert refused["__typename"] == "ValidationError" and "remove one first" in refused["message"]
+    assert len((await api.data(PASSKEYS, token=ada.token))["passkeys"]) == MAX_PASSKEYS

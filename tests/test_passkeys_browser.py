@@ -15,8 +15,8 @@ import pytest
 
 # Importing the console's browser tests skips this module too when Chromium or Playwright is
 # missing, with their reason.
-from test_web_console import CHROMIUM, CHROMIUM_ARGS, Admin, LiveApp, create_key, sign_in  # isort: skip
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # isort: skip
+from test_web_console import Admin, LiveApp, browser, create_key, sign_in  # noqa: F401  # isort: skip  (browser: the fixture)
+from playwright.sync_api import Browser, Page, expect  # isort: skip
 
 from keyrelease.clock import FrozenClock
 from keyrelease.config import Settings
@@ -38,14 +38,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, migrated_template: Path) ->
     live.start()
     yield live
     live.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
