@@ -381,3 +381,16 @@ async def test_an_admin_has_at_most_ten_passkeys(api, clock):
     refused = (await api.data(START, {"input": {"proof": "EMAIL"}}, ada.token))["startPasskeyRegistration"]
     assert refused["__typename"] == "ValidationError" and "remove one first" in refused["message"]
     assert len((await api.data(PASSKEYS, token=ada.token))["passkeys"]) == MAX_PASSKEYS
+
+
+async def test_a_partner_key_released_by_a_passkey_sends_the_partner_its_password(api):
+    ada, device = await admin_with_passkey(api, ReleaseProof.PASSKEY)
+    key = await api.create_key(ada, name="For a partner", kind="PARTNER", partnerName="Pat", partnerEmail="pat@partner.example")
+    assert key["__typename"] == "ApiKey", key
+    other = await api.create_key(ada, name="Other partner", kind="PARTNER", partnerEmail="other@partner.example")
+    options = await begin(api, ada, key["id"])
+    await begin(api, ada, other["id"])
+    assert failed(await verify(api, ada, other["id"], device.assertion(options)))  # bound to the partner key it was made for
+    assert (await verify(api, ada, key["id"], device.assertion(options)))["status"] == "ACTIVE"
+    otp = await api.otp_for("pat@partner.example")
+    assert (await api.reveal(None, key["id"], otp))["__typename"] == "KeyCredentials"

@@ -394,19 +394,14 @@ class Passkeys:
         nonce = release.passkey_nonce
         if nonce is not None and release.release_proof.takes_passkey:
             challenge = codes.passkey_challenge(self.keys._secret, release_bound_to(key, rotation, nonce))
-            try:
-                async with in_transaction():
-                    if not await self._assertion_checks(admin.id, challenge, assertion, now):
-                        raise key_service._Undo(None)
-                    if rotation is not None:
-                        proof = Q(passkey_nonce=nonce, code_generation=rotation.code_generation)
-                        verified = await self.keys.rotations._activate(rotation, now, proof)
-                    else:
-                        verified = await self.keys._activate(key, now, Q(passkey_nonce=nonce, code_generation=key.code_generation))
-                    if verified is None:
-                        raise key_service._Undo(None)  # the nonce was used, or the key moved on: nothing is kept
-            except key_service._Undo:
-                verified = None
+            # The counter's advance stands even if the release then loses (a parallel use of the
+            # nonce, a resend meanwhile): the device did sign with it.
+            if await self._assertion_checks(admin.id, challenge, assertion, now):
+                if rotation is not None:
+                    proof = Q(passkey_nonce=nonce, code_generation=rotation.code_generation)
+                    verified = await self.keys.rotations._activate(rotation, now, proof)
+                else:
+                    verified = await self.keys._activate(key, now, Q(passkey_nonce=nonce, code_generation=key.code_generation))
         if verified is not None:
             metrics.verification("verified")
             return verified
@@ -430,7 +425,7 @@ class Passkeys:
     # -- WebAuthn -----------------------------------------------------------------------
 
     async def _assertion_checks(self, admin_id: int, challenge: bytes, assertion: str, now: datetime) -> bool:
-        """Inside a transaction: whether ``assertion`` is one of the admin's passkeys signing
+        """Whether ``assertion`` is one of the admin's passkeys signing
         ``challenge`` from our origin and RP ID with user verification; if so, its counter
         moves forward by a conditional update (a parallel use of the same counter loses)."""
         try:
