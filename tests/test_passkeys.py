@@ -394,3 +394,18 @@ async def test_a_partner_key_released_by_a_passkey_sends_the_partner_its_passwor
     assert (await verify(api, ada, key["id"], device.assertion(options)))["status"] == "ACTIVE"
     otp = await api.otp_for("pat@partner.example")
     assert (await api.reveal(None, key["id"], otp))["__typename"] == "KeyCredentials"
+
+
+async def test_parallel_passkey_failures_on_a_rotation_count_exactly_five_and_lock_the_rotation_only(api):
+    from keyrelease.models import KeyRotation
+
+    ada, device = await admin_with_passkey(api)
+    key, old = await released_key(api, ada)
+    assert (await api.data(ROTATE, {"input": {"keyId": key["id"]}}, ada.token))["rotateKey"]["__typename"] == "ApiKey"
+    options = await begin(api, ada, key["id"])
+    forged = [device.assertion(options, user_verified=False) for _ in range(10)]
+    answers = await asyncio.gather(*(verify(api, ada, key["id"], f) for f in forged))
+    assert all(failed(a) for a in answers)
+    rotation = await KeyRotation.get(key_id=key["id"])
+    assert rotation.attempts_used == 5 and rotation.locked_at is not None and rotation.open_key_id is None
+    assert (await api.key(ada, key["id"]))["status"] == "ACTIVE"  # the key keeps its old secret
