@@ -8,59 +8,15 @@
 
 import { $, announce, clearErrors, h, setBusy, setFieldError, showScreen } from "./dom.js";
 import { formatDateTime } from "./format.js";
-
-const PASSKEY_FIELDS = "id name createdAt lastUsedAt";
-export const PASSKEYS = `query Passkeys { passkeys { ${PASSKEY_FIELDS} } }`;
-const START = `
-  mutation StartPasskeyRegistration($input: StartPasskeyRegistrationInput!) {
-    startPasskeyRegistration(input: $input) {
-      __typename
-      ... on PasskeyRegistration { registrationId codeExpiresAt requestOptions }
-      ... on Error { message }
-    }
-  }
-`;
-const CONFIRM = `
-  mutation ConfirmPasskeyRegistration($input: ConfirmPasskeyRegistrationInput!) {
-    confirmPasskeyRegistration(input: $input) {
-      __typename
-      ... on PasskeyOptions { options }
-      ... on Error { message }
-    }
-  }
-`;
-const FINISH = `
-  mutation FinishPasskeyRegistration($input: FinishPasskeyRegistrationInput!) {
-    finishPasskeyRegistration(input: $input) {
-      __typename
-      ... on Passkey { ${PASSKEY_FIELDS} }
-      ... on Error { message }
-    }
-  }
-`;
-const REMOVE = `
-  mutation RemovePasskey($input: RemovePasskeyInput!) {
-    removePasskey(input: $input) { __typename ... on Passkey { id name } ... on Error { message } }
-  }
-`;
-const BEGIN = `
-  mutation BeginPasskeyVerification($input: BeginPasskeyVerificationInput!) {
-    beginPasskeyVerification(input: $input) {
-      __typename
-      ... on PasskeyOptions { options }
-      ... on Error { message }
-    }
-  }
-`;
-const VERIFY = `
-  mutation VerifyKeyWithPasskey($input: VerifyKeyInput!) {
-    verifyKey(input: $input) {
-      __typename
-      ... on ApiKey { id }
-      ... on Error { message }
-    }
-  }
-`;
+import {
+  BEGIN_PASSKEY_VERIFICATION as BEGIN,
+  CONFIRM_PASSKEY_REGISTRATION as CONFIRM,
+  FINISH_PASSKEY_REGISTRATION as FINISH,
+  PASSKEYS,
+  REMOVE_PASSKEY as REMOVE,
+  START_PASSKEY_REGISTRATION as START,
+  VERIFY_KEY_WITH_PASSKEY as VERIFY,
+} from "./operations.js";
 
 // -- WebAuthn's bytes <-> the server's JSON ---------------------------------------------------
 
