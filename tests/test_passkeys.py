@@ -409,3 +409,13 @@ async def test_parallel_passkey_failures_on_a_rotation_count_exactly_five_and_lo
     rotation = await KeyRotation.get(key_id=key["id"])
     assert rotation.attempts_used == 5 and rotation.locked_at is not None and rotation.open_key_id is None
     assert (await api.key(ada, key["id"]))["status"] == "ACTIVE"  # the key keeps its old secret
+
+
+async def test_an_assertion_made_before_a_rotations_new_code_does_not_verify_it(api):
+    ada, device = await admin_with_passkey(api)
+    key, _ = await released_key(api, ada)
+    assert (await api.data(ROTATE, {"input": {"keyId": key["id"]}}, ada.token))["rotateKey"]["__typename"] == "ApiKey"
+    before = device.assertion(await begin(api, ada, key["id"]))
+    assert (await api.resend(ada, key["id"]))["__typename"] == "ApiKey"
+    assert failed(await verify(api, ada, key["id"], before))
+    assert (await verify(api, ada, key["id"], device.assertion(await begin(api, ada, key["id"]))))["__typename"] == "ApiKey"
