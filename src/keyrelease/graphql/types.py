@@ -183,6 +183,7 @@ class Rotation:
         description="When the old secret stops working (null before the release): the grace after the new secret's "
         "first use, or the maximum overlap after the release, whichever comes first."
     )
+    release_proof: ReleaseProof = strawberry.field(description="What releases this rotation (its institution's rule when it started).")
 
 
 def _rotation(root: ApiKey, info: Info[Context, None]) -> Rotation | None:

@@ -112,6 +112,7 @@ class RotationState:
     released_at: datetime | None
     new_secret_first_used_at: datetime | None
     old_secret_retires_at: datetime | None
+    release_proof: ReleaseProof
 
 
 def pending(now: datetime) -> Q:
@@ -466,6 +467,7 @@ class Rotations:
             old_secret_retires_at=self.policy.old_secret_retires_at(rotation.revealed_at, rotation.new_secret_first_used_at)
             if rotation.cancelled_at is None
             else None,
+            release_proof=rotation.release_proof,
         )
 
     def status(self, rotation: KeyRotation, now: datetime) -> RotationStatus:

@@ -95,8 +95,11 @@ export function offerPasskey(key, session, done) {
   const offer = $("#verify-passkey");
   const button = $("#passkey-verify-button");
   const error = $("#passkey-verify-error");
-  const takesPasskey = key.releaseProof === "PASSKEY" || key.releaseProof === "PASSKEY_OR_EMAIL";
-  section.classList.toggle("passkey-only", key.releaseProof === "PASSKEY");
+  // A pending rotation has the rule of its own start (when the screen asks for `rotation`).
+  const rotating = key.rotation?.status === "PENDING_VERIFICATION" && key.rotation.releaseProof;
+  const proof = rotating ? key.rotation.releaseProof : key.releaseProof;
+  const takesPasskey = proof === "PASSKEY" || proof === "PASSKEY_OR_EMAIL";
+  section.classList.toggle("passkey-only", proof === "PASSKEY");
   offer.hidden = true;
   error.textContent = "";
   const listening = new AbortController();
@@ -109,7 +112,7 @@ export function offerPasskey(key, session, done) {
   };
   if (!takesPasskey) return stop;
   $("#passkey-verify-hint").textContent =
-    key.releaseProof === "PASSKEY"
+    proof === "PASSKEY"
       ? "Your institution releases keys with a passkey: no code is emailed. The passkey's answer is good for this key alone."
       : "Or enter the emailed code. The passkey's answer is good for this key alone.";
   session.api(PASSKEYS).then(
