@@ -419,3 +419,17 @@ async def test_an_assertion_made_before_a_rotations_new_code_does_not_verify_it(
     assert (await api.resend(ada, key["id"]))["__typename"] == "ApiKey"
     assert failed(await verify(api, ada, key["id"], before))
     assert (await verify(api, ada, key["id"], device.assertion(await begin(api, ada, key["id"]))))["__typename"] == "ApiKey"
+
+
+async def test_parallel_wrong_codes_and_passkey_failures_together_count_exactly_five(api):
+    ada, device = await admin_with_passkey(api)
+    key, code = await api.create_key_with_code(ada, name="Both at once")
+    wrong = "000000" if code != "000000" else "111111"
+    options = await begin(api, ada, key["id"])
+    tries = [api.verify(ada, key["id"], wrong) for _ in range(6)]
+    tries += [verify(api, ada, key["id"], device.assertion(options, origin="https://evil.example")) for _ in range(6)]
+    assert all(failed(a) for a in await asyncio.gather(*tries))
+    row = await ApiKey.get(id=key["id"])
+    assert row.attempts_used == 5 and row.locked_at is not None
+    assert await KeyEvent.filter(key_id=row.id, type="LOCKED").count() == 1
+    assert failed(await api.verify(ada, key["id"], code))  # the right code, too late
