@@ -428,7 +428,40 @@ def build_parser() -> argparse.ArgumentParser:
     leak.add_argument("--secret-file", required=True, metavar="FILE", help="File holding the secret (- for standard input).")
     leak.add_argument("--url", required=True, help="Where the secret was found (recorded on the key and in the notices).")
     leak.set_defaults(func=cmd_keys_report_leak)
+
+    # keyrelease institution set-policy (passkeys, issue 17)
+    institution = sub.add_parser("institution", help="Manage institutions.")
+    institution_sub = institution.add_subparsers(dest="institution_command", required=True)
+    policy = institution_sub.add_parser(
+        "set-policy",
+        help="Choose what releases the institution's keys: an emailed code, a passkey, or either.",
+        description="Choose what releases the institution's new keys and rotations: email (the emailed code, "
+        "the default), passkey-or-email (either), passkey (only a passkey assertion bound to the key; no code "
+        "is emailed). Pending keys keep the rule they were created under. Exit status: 0 set, 2 usage error "
+        "or no such institution.",
+    )
+    policy.add_argument("--institution", required=True, metavar="NAME")
+    policy.add_argument("--verification", required=True, choices=sorted(RELEASE_PROOFS))
+    policy.set_defaults(func=cmd_institution_set_policy)
     return parser
+
+
+#: ``--verification`` values and what each stands for.
+RELEASE_PROOFS = {"email": "EMAIL", "passkey-or-email": "PASSKEY_OR_EMAIL", "passkey": "PASSKEY"}
+
+
+def cmd_institution_set_policy(args: argparse.Namespace) -> int:
+    from keyrelease.models import ReleaseProof
+    from keyrelease.service.passkeys import set_release_proof
+
+    proof = ReleaseProof(RELEASE_PROOFS[args.verification])
+    if not _run_admin_task(_settings(), lambda: set_release_proof(args.institution, proof)):
+        print(f"error: no institution is named {args.institution!r}", file=sys.stderr)
+        return 2
+    print(f"{args.institution}: keys and rotations started from now on are released by {args.verification}")
+    if proof is ReleaseProof.PASSKEY:
+        print("Admins without a passkey add one in the console (Passkeys, then Add a passkey) before creating keys.")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

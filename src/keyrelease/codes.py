@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 import uuid
 
@@ -58,3 +59,11 @@ def normalize_otp(candidate: str) -> str | None:
 def otp_matches(server_secret: bytes, key_id: uuid.UUID, candidate: str) -> bool:
     expected = partner_otp(server_secret, key_id).replace("-", "")
     return hmac.compare_digest(expected, normalize_otp(candidate) or "")
+
+
+def passkey_challenge(server_secret: bytes, bound_to: list[str]) -> bytes:
+    """A WebAuthn challenge bound to ``bound_to`` (what the assertion may release, and a fresh
+    random nonce): an HMAC under the server secret, so the server recomputes it from the row
+    it is about to change instead of storing it, and an assertion signed over one release's
+    challenge cannot match any other's."""
+    return hmac.new(server_secret, b"passkey-challenge\x00" + json.dumps(bound_to).encode(), hashlib.sha256).digest()

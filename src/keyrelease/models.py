@@ -26,6 +26,8 @@ URL_MAX = 2048
 EVENT_DETAIL_MAX = 200
 PROVIDER_MESSAGE_ID_MAX = 200
 DELIVERY_ERROR_MAX = 500
+#: A WebAuthn credential id is at most 1023 bytes: 1364 characters of base64url.
+PASSKEY_CREDENTIAL_ID_MAX = 1364
 
 
 class KeyKind(StrEnum):
@@ -67,8 +69,33 @@ class EventType(StrEnum):
     ROTATION_CANCELLED = "ROTATION_CANCELLED"
 
 
+class ReleaseProof(StrEnum):
+    """What releases a key of an institution (``keyrelease institution set-policy``): an emailed
+    code, a passkey assertion bound to the key, or either. Snapshotted on each key and rotation
+    when it starts, so a pending release keeps the rule it was announced under."""
+
+    EMAIL = "EMAIL"
+    PASSKEY_OR_EMAIL = "PASSKEY_OR_EMAIL"
+    PASSKEY = "PASSKEY"
+
+    @property
+    def takes_code(self) -> bool:
+        return self is not ReleaseProof.PASSKEY
+
+    @property
+    def takes_passkey(self) -> bool:
+        return self is not ReleaseProof.EMAIL
+
+
+class AdminEventType(StrEnum):
+    PASSKEY_ADDED = "PASSKEY_ADDED"
+    PASSKEY_REMOVED = "PASSKEY_REMOVED"
+
+
 class MessageKind(StrEnum):
     VERIFICATION_CODE = "VERIFICATION_CODE"
+    #: The code that confirms adding a passkey (keyrelease.service.passkeys).
+    PASSKEY_CODE = "PASSKEY_CODE"
     PARTNER_OTP = "PARTNER_OTP"
     CREATION_SUSPENDED = "CREATION_SUSPENDED"
     SECRET_LEAKED = "SECRET_LEAKED"
@@ -105,6 +132,8 @@ class Institution(Model):
     id = fields.IntField(primary_key=True)
     name = fields.CharField(max_length=NAME_MAX, unique=True)
     created_at = fields.DatetimeField()
+    #: What releases its keys (``keyrelease institution set-policy --verification``).
+    release_proof = fields.CharEnumField(ReleaseProof, max_length=16, default=ReleaseProof.EMAIL)
 
     class Meta:
         table = "institution"
@@ -180,6 +209,11 @@ class ApiKey(Model):
     compromised_at = fields.DatetimeField(null=True)
     compromise_url = fields.CharField(max_length=URL_MAX, null=True)
     last_used_at = fields.DatetimeField(null=True)
+    #: The institution's rule when the key was created (:class:`ReleaseProof`).
+    release_proof = fields.CharEnumField(ReleaseProof, max_length=16, default=ReleaseProof.EMAIL)
+    #: The random part of the one outstanding passkey challenge, from beginPasskeyVerification.
+    #: The conditional update that verifies the key consumes it: an assertion works once.
+    passkey_nonce = fields.CharField(max_length=64, null=True)
 
     institution_id: int
     created_by_id: int | None
@@ -281,6 +315,10 @@ class KeyRotation(Model):
     new_secret_first_used_at = fields.DatetimeField(null=True)
     #: When the periodic pass made the new secret the key's only one.
     old_secret_retired_at = fields.DatetimeField(null=True)
+    #: As a key's: the institution's rule when the rotation started, and the outstanding
+    #: passkey challenge's nonce.
+    release_proof = fields.CharEnumField(ReleaseProof, max_length=16, default=ReleaseProof.EMAIL)
+    passkey_nonce = fields.CharField(max_length=64, null=True)
 
     key_id: str
     open_key_id: str | None
@@ -289,6 +327,76 @@ class KeyRotation(Model):
     class Meta:
         table = "key_rotation"
         indexes = (("key_id", "started_at"),)
+
+
+class Passkey(Model):
+    """A WebAuthn credential of an admin (keyrelease.service.passkeys). Only public material:
+    the credential id and COSE public key (base64url), the signature counter last seen."""
+
+    id = fields.UUIDField(primary_key=True)
+    admin: fields.ForeignKeyRelation[Admin] = fields.ForeignKeyField(
+        "models.Admin", related_name="passkeys", on_delete=fields.CASCADE
+    )
+    credential_id = fields.CharField(max_length=PASSKEY_CREDENTIAL_ID_MAX, unique=True)
+    public_key = fields.TextField()
+    sign_count = fields.BigIntField(default=0)
+    name = fields.CharField(max_length=KEY_NAME_MAX)
+    created_at = fields.DatetimeField()
+    last_used_at = fields.DatetimeField(null=True)
+
+    admin_id: int
+
+    class Meta:
+        table = "passkey"
+        indexes = (("admin_id", "created_at"),)
+
+
+class PasskeyEnrollment(Model):
+    """Adding a passkey: proven first by an emailed code (a key's rules: code lifetime,
+    resends, attempts, window; codes derive from this row's id) or by an assertion of an
+    existing passkey (``nonce``); then ``challenge`` is the registration's, used once."""
+
+    id = fields.UUIDField(primary_key=True)
+    admin: fields.ForeignKeyRelation[Admin] = fields.ForeignKeyField(
+        "models.Admin", related_name="passkey_enrollments", on_delete=fields.CASCADE
+    )
+    notify_email = fields.CharField(max_length=EMAIL_MAX)
+    started_at = fields.DatetimeField()
+    verification_deadline = fields.DatetimeField()
+    #: Null when the proof is a passkey (no code was sent).
+    code_sent_at = fields.DatetimeField(null=True)
+    code_generation = fields.IntField(default=0)
+    resends_used = fields.IntField(default=0)
+    attempts_used = fields.IntField(default=0)
+    nonce = fields.CharField(max_length=64, null=True)
+    verified_at = fields.DatetimeField(null=True)
+    locked_at = fields.DatetimeField(null=True)
+    challenge = fields.CharField(max_length=64, null=True)
+    completed_at = fields.DatetimeField(null=True)
+
+    admin_id: int
+
+    class Meta:
+        table = "passkey_enrollment"
+        indexes = (("admin_id", "started_at"),)
+
+
+class AdminEvent(Model):
+    """Append-only history of an admin (passkeys added and removed). ``detail`` names, never secrets."""
+
+    id = fields.BigIntField(primary_key=True)
+    admin: fields.ForeignKeyRelation[Admin] = fields.ForeignKeyField(
+        "models.Admin", related_name="events", on_delete=fields.CASCADE
+    )
+    type = fields.CharEnumField(AdminEventType, max_length=32)
+    at = fields.DatetimeField()
+    detail = fields.CharField(max_length=EVENT_DETAIL_MAX, null=True)
+
+    admin_id: int
+
+    class Meta:
+        table = "admin_event"
+        indexes = (("admin_id", "id"),)
 
 
 class OutboxMessage(Model):

@@ -26,6 +26,7 @@ from keyrelease.service.clients import ClientAuthenticator, LastUseRecorder
 from keyrelease.service.keys import KeyService
 from keyrelease.service.leaks import LeakService
 from keyrelease.service.notices import ExpiryNoticeService
+from keyrelease.service.passkeys import RelyingParty
 from keyrelease.service.ratelimit import DatabaseCounterStore, MemoryCounterStore, RateLimiter
 from keyrelease.service.rotation import RotationPolicy
 
@@ -84,6 +85,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         region=settings.region,
         on_mail_queued=dispatcher.wake,
         rotation_policy=RotationPolicy(settings.rotation_grace_seconds, settings.rotation_max_overlap_seconds),
+        relying_party=RelyingParty.of_url(settings.public_url),
     )
     return Services(
         settings=settings,

@@ -54,7 +54,11 @@ from strawberry.extensions import SchemaExtension
 #: A key has at most about 20 events under the default policy (created, 4 codes, 5 failures,
 #: lock or verification, reveal, the partner's password, its 5 failures and reveal, revocation;
 #: an expiry notice or four). The policy's expiry-notice thresholds are a handful.
-LIST_SIZES: Mapping[tuple[str, str], int] = {("ApiKey", "events"): 20, ("Policy", "expiryNotices"): 10}
+LIST_SIZES: Mapping[tuple[str, str], int] = {
+    ("ApiKey", "events"): 20,
+    ("Policy", "expiryNotices"): 10,
+    ("Query", "passkeys"): 10,  # keyrelease.service.passkeys.MAX_PASSKEYS
+}
 #: The size assumed for a list the table does not name (none today; a test checks).
 UNKNOWN_LIST_SIZE = 100
 CODE = "QUERY_TOO_COSTLY"

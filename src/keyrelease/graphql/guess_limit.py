@@ -12,7 +12,7 @@ from graphql import GraphQLError
 from graphql.validation import ValidationRule
 
 #: Fields that test a secret: at most one of them per request, so aliases cannot multiply guesses.
-GUESSING_FIELDS = frozenset({"verifyKey", "resendCode", "revealKey"})
+GUESSING_FIELDS = frozenset({"verifyKey", "resendCode", "revealKey", "confirmPasskeyRegistration", "resendPasskeyCode"})
 
 
 class OneGuessPerRequest(ValidationRule):

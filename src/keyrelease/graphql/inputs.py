@@ -18,10 +18,11 @@ class CreateKeyInput:
     partner_email: str | None = None
 
 
-@strawberry.input
+@strawberry.input(description="The emailed code, or passkeyAssertion: the JSON of navigator.credentials.get's answer.")
 class VerifyKeyInput:
     key_id: strawberry.ID
-    code: str
+    code: str | None = None
+    passkey_assertion: str | None = None
 
 
 @strawberry.input

@@ -25,6 +25,7 @@ from strawberry.types.nodes import SelectedField, Selection
 
 from keyrelease.deadline import UNAVAILABLE
 from keyrelease.graphql import errors, limits
+from keyrelease.graphql import passkeys as gql_passkeys
 from keyrelease.graphql.context import TOKEN_NOT_ACCEPTED, ClientError, Context
 from keyrelease.graphql.cost import AdminTurns, QueryCostLimit
 from keyrelease.graphql.guess_limit import OneGuessPerRequest
@@ -55,6 +56,8 @@ from keyrelease.graphql.types import (
     VerificationError,
 )
 from keyrelease.models import ApiKey as ApiKeyModel
+from keyrelease.models import Passkey as PasskeyModel
+from keyrelease.service import passkeys as passkey_service
 from keyrelease.service import queries, results
 
 CreateKeyResult = Annotated[
@@ -72,6 +75,25 @@ RotateKeyResult = Annotated[
     strawberry.union("RotateKeyResult"),
 ]
 CancelRotationResult = Annotated[ApiKey | KeyNotFoundError | ValidationError, strawberry.union("CancelRotationResult")]
+StartPasskeyRegistrationResult = Annotated[
+    gql_passkeys.PasskeyRegistration | ValidationError | CodeEmailLimitError, strawberry.union("StartPasskeyRegistrationResult")
+]
+ResendPasskeyCodeResult = Annotated[
+    gql_passkeys.PasskeyRegistration | VerificationError | CodeEmailLimitError, strawberry.union("ResendPasskeyCodeResult")
+]
+ConfirmPasskeyRegistrationResult = Annotated[
+    gql_passkeys.PasskeyOptions | VerificationError | ValidationError, strawberry.union("ConfirmPasskeyRegistrationResult")
+]
+FinishPasskeyRegistrationResult = Annotated[
+    gql_passkeys.Passkey | ValidationError, strawberry.union("FinishPasskeyRegistrationResult")
+]
+RenamePasskeyResult = Annotated[
+    gql_passkeys.Passkey | ValidationError | gql_passkeys.PasskeyNotFoundError, strawberry.union("RenamePasskeyResult")
+]
+RemovePasskeyResult = Annotated[gql_passkeys.Passkey | gql_passkeys.PasskeyNotFoundError, strawberry.union("RemovePasskeyResult")]
+BeginPasskeyVerificationResult = Annotated[
+    gql_passkeys.PasskeyOptions | VerificationError | ValidationError, strawberry.union("BeginPasskeyVerificationResult")
+]
 
 #: Fields of a key read with a statement of their own, loaded for a whole page at once.
 LOADED_KEY_FIELDS = frozenset({"events", "lastDelivery", "rotation"})
@@ -98,6 +120,18 @@ def _map(result: object) -> Any:
             return KeyCreationSuspendedError(message=result.message, limit=limit, locked_keys=locked, retry_at=retry_at)
         case results.KeyNotFound(message=message):
             return KeyNotFoundError(message=message)
+        case PasskeyModel():
+            return gql_passkeys.Passkey.of(result)
+        case passkey_service.RegistrationStarted():
+            return gql_passkeys.PasskeyRegistration(
+                registration_id=strawberry.ID(str(result.enrollment_id)),
+                code_expires_at=result.code_expires_at,
+                request_options=result.request_options,
+            )
+        case passkey_service.CeremonyOptions(options=options):
+            return gql_passkeys.PasskeyOptions(options=options)
+        case passkey_service.PasskeyNotFound(message=message):
+            return gql_passkeys.PasskeyNotFoundError(message=message)
         case results.SignInRefused():  # disabled meanwhile: the answer to a refused token
             raise ClientError(TOKEN_NOT_ACCEPTED, "UNAUTHENTICATED")
     raise TypeError(f"unmapped service result {type(result).__name__}")
@@ -119,6 +153,11 @@ class Query:
     async def policy(self, info: Info[Context, None]) -> Policy:
         await info.context.querying_admin()
         return Policy.of(info.context.keys.policy, info.context.expiry_notices)
+
+    @strawberry.field(description="Your passkeys, oldest first.")
+    async def passkeys(self, info: Info[Context, None]) -> list[gql_passkeys.Passkey]:
+        admin = await info.context.querying_admin()
+        return [gql_passkeys.Passkey.of(p) for p in await info.context.keys.passkeys.of_admin(admin)]
 
     @strawberry.field(description="A key of your institution, or null.")
     async def key(self, info: Info[Context, None], id: strawberry.ID) -> ApiKey | None:
@@ -188,10 +227,13 @@ class Mutation:
             )
         )
 
-    @strawberry.mutation(description="Enter the emailed code. Every failure is the same VerificationError.")
+    @strawberry.mutation(
+        description="Enter the emailed code, or a passkey assertion made for this key (beginPasskeyVerification). "
+        "Every failure is the same VerificationError.",
+    )
     async def verify_key(self, info: Info[Context, None], input: VerifyKeyInput) -> VerifyKeyResult:
         admin = await info.context.mutating_admin()
-        return _map(await info.context.keys.verify_key(admin, input.key_id, input.code))
+        return _map(await info.context.keys.verify_key(admin, input.key_id, input.code, input.passkey_assertion))
 
     @strawberry.mutation(
         description="Send a new code (the previous one stops working). Every failure is the same VerificationError, "
@@ -229,6 +271,66 @@ class Mutation:
     async def cancel_rotation(self, info: Info[Context, None], input: CancelRotationInput) -> CancelRotationResult:
         admin = await info.context.mutating_admin()
         return _map(await info.context.keys.rotations.cancel_rotation(admin, input.key_id))
+
+
+    # -- passkeys (keyrelease.service.passkeys) ----------------------------------------------
+
+    @strawberry.mutation(
+        description="Request options for releasing your pending key (or its pending rotation) with a passkey: "
+        "the challenge is bound to this key and this code generation or rotation, and works once.",
+    )
+    async def begin_passkey_verification(
+        self, info: Info[Context, None], input: gql_passkeys.BeginPasskeyVerificationInput
+    ) -> BeginPasskeyVerificationResult:
+        admin = await info.context.mutating_admin()
+        return _map(await info.context.keys.passkeys.begin_verification(admin, input.key_id))
+
+    @strawberry.mutation(description="Start adding a passkey: a code is emailed to you, or (proof PASSKEY) prove it with a passkey you have.")
+    async def start_passkey_registration(
+        self, info: Info[Context, None], input: gql_passkeys.StartPasskeyRegistrationInput
+    ) -> StartPasskeyRegistrationResult:
+        admin = await info.context.mutating_admin()
+        proof = input.proof is gql_passkeys.PasskeyProof.PASSKEY
+        return _map(await info.context.keys.passkeys.start_registration(admin, with_passkey=proof))
+
+    @strawberry.mutation(description="Send a new code for a passkey registration (the previous one stops working).")
+    async def resend_passkey_code(
+        self, info: Info[Context, None], input: gql_passkeys.ResendPasskeyCodeInput
+    ) -> ResendPasskeyCodeResult:
+        admin = await info.context.mutating_admin()
+        return _map(await info.context.keys.passkeys.resend_registration_code(admin, input.registration_id))
+
+    @strawberry.mutation(description="Prove a passkey registration; answers the options for navigator.credentials.create.")
+    async def confirm_passkey_registration(
+        self, info: Info[Context, None], input: gql_passkeys.ConfirmPasskeyRegistrationInput
+    ) -> ConfirmPasskeyRegistrationResult:
+        admin = await info.context.mutating_admin()
+        return _map(
+            await info.context.keys.passkeys.confirm_registration(
+                admin, input.registration_id, code=input.code, passkey_assertion=input.passkey_assertion
+            )
+        )
+
+    @strawberry.mutation(description="Register the new passkey the browser made for a confirmed registration.")
+    async def finish_passkey_registration(
+        self, info: Info[Context, None], input: gql_passkeys.FinishPasskeyRegistrationInput
+    ) -> FinishPasskeyRegistrationResult:
+        admin = await info.context.mutating_admin()
+        return _map(
+            await info.context.keys.passkeys.finish_registration(
+                admin, input.registration_id, name=input.name, credential=input.credential
+            )
+        )
+
+    @strawberry.mutation(description="Rename one of your passkeys.")
+    async def rename_passkey(self, info: Info[Context, None], input: gql_passkeys.RenamePasskeyInput) -> RenamePasskeyResult:
+        admin = await info.context.mutating_admin()
+        return _map(await info.context.keys.passkeys.rename(admin, input.passkey_id, input.name))
+
+    @strawberry.mutation(description="Remove one of your passkeys; it can no longer release keys.")
+    async def remove_passkey(self, info: Info[Context, None], input: gql_passkeys.RemovePasskeyInput) -> RemovePasskeyResult:
+        admin = await info.context.mutating_admin()
+        return _map(await info.context.keys.passkeys.remove(admin, input.passkey_id))
 
 
 def _should_mask(error: GraphQLError) -> bool:

@@ -37,6 +37,12 @@ LockReason = strawberry.enum(
     description="ATTEMPTS: a wrong code was entered too many times. WINDOW: not verified before the deadline. "
     "ADMIN_DISABLED: the admin who created it was disabled while it waited for verification.",
 )
+ReleaseProof = strawberry.enum(
+    models.ReleaseProof,
+    name="ReleaseProof",
+    description="What releases a key: EMAIL (the emailed code), PASSKEY (a passkey assertion bound to the key; "
+    "no code is emailed), PASSKEY_OR_EMAIL (either). Set per institution by `keyrelease institution set-policy`.",
+)
 DeliveryStatus = strawberry.enum(
     models.DeliveryStatus,
     name="DeliveryStatus",
@@ -177,6 +183,7 @@ class Rotation:
         description="When the old secret stops working (null before the release): the grace after the new secret's "
         "first use, or the maximum overlap after the release, whichever comes first."
     )
+    release_proof: ReleaseProof = strawberry.field(description="What releases this rotation (its institution's rule when it started).")
 
 
 def _rotation(root: ApiKey, info: Info[Context, None]) -> Rotation | None:
@@ -238,6 +245,7 @@ class ApiKey:
     legacy: bool = strawberry.field(description="Imported from before verified release; never asked for verification.")
     partner_name: str | None
     partner_email: str | None
+    release_proof: ReleaseProof = strawberry.field(description="What releases this key (its institution's rule when it was created).")
     last_delivery: Delivery | None = strawberry.field(
         resolver=_last_delivery, description="The latest email about this key: the code, or the partner's password."
     )

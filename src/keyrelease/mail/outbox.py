@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from keyrelease.models import ApiKey, KeyRotation, MessageKind, OutboxMessage
+from keyrelease.models import ApiKey, KeyRotation, MessageKind, OutboxMessage, PasskeyEnrollment
 
 
 async def _queue(
@@ -54,6 +54,22 @@ async def queue_verification_code(
             "expires_at": code_expires_at.isoformat(),
             "partner_name": key.partner_name or "",
             "partner_email": key.partner_email or "",
+        },
+    )
+
+
+async def queue_passkey_code(enrollment: PasskeyEnrollment, *, code_expires_at: datetime, now: datetime) -> OutboxMessage:
+    """The code that confirms adding a passkey, to the admin's address (from the enrollment's
+    own code series). Not about a key."""
+    return await _queue(
+        MessageKind.PASSKEY_CODE,
+        enrollment.notify_email,
+        key_id=None,
+        now=now,
+        payload={
+            "enrollment_id": str(enrollment.id),
+            "generation": enrollment.code_generation,
+            "expires_at": code_expires_at.isoformat(),
         },
     )
 

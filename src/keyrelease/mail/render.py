@@ -109,6 +109,14 @@ class MailRenderer:
                 }
             )
             return self._message(message, subject, text, html)
+        if message.kind is MessageKind.PASSKEY_CODE:
+            subject, text, html = self._templates.passkey_code.render(
+                {
+                    "code": codes.verification_code(self._secret, uuid.UUID(payload["enrollment_id"]), int(payload["generation"])),
+                    "expires_at": _utc(payload["expires_at"]),
+                }
+            )
+            return self._message(message, subject, text, html)
         key_id = uuid.UUID(payload["key_id"])
         # A rotation's code and one-time password derive from the rotation's id, not the key's.
         subject_id = uuid.UUID(payload.get("rotation_id") or payload["key_id"])

@@ -53,6 +53,11 @@ KINDS: Mapping[str, Placeholders] = {
         optional=frozenset({"key_name", "key_kind", "partner_name", "partner_email", "release_to"}),
         secret=frozenset({"code"}),
     ),
+    "passkey_code": Placeholders(
+        required=frozenset({"code", "expires_at"}),
+        optional=frozenset(),
+        secret=frozenset({"code"}),
+    ),
     "partner_otp": Placeholders(
         required=frozenset({"otp", "key_id", "partner_url", "expires_at"}),
         optional=frozenset({"key_name", "partner_name", "institution_name"}),
@@ -92,6 +97,7 @@ class MailTemplate:
 @dataclass(frozen=True)
 class MailTemplates:
     verification_code: MailTemplate
+    passkey_code: MailTemplate
     partner_otp: MailTemplate
     creation_suspended: MailTemplate
     secret_leaked: MailTemplate

@@ -34,9 +34,12 @@ from keyrelease.models import (
     KeyEvent,
     KeyKind,
     LockReason,
+    Passkey,
+    ReleaseProof,
 )
 from keyrelease.policy import VerificationPolicy
 from keyrelease.service import budget
+from keyrelease.service import passkeys as passkey_service  # a module: passkeys.py imports this one
 from keyrelease.service import rotation as rotation_service  # a module: rotation.py imports this one
 from keyrelease.service.budget import AdminBudget, Overspent
 from keyrelease.service.results import (
@@ -118,6 +121,7 @@ class KeyService:
         region: str,
         on_mail_queued: Callable[[], None] = lambda: None,
         rotation_policy: rotation_service.RotationPolicy | None = None,
+        relying_party: passkey_service.RelyingParty | None = None,
     ) -> None:
         self._secret = server_secret
         self.policy = policy
@@ -128,6 +132,8 @@ class KeyService:
         #: Rotations of a key's secret: verifyKey, resendCode and the reveals route to a
         #: key's open rotation through these.
         self.rotations = rotation_service.Rotations(self, rotation_policy or rotation_service.RotationPolicy())
+        #: Passkeys: their registration, and a key's (or rotation's) release by an assertion.
+        self.passkeys = passkey_service.Passkeys(self, relying_party or passkey_service.RelyingParty.of_url("http://127.0.0.1:8000"))
         #: The failure floor's stopwatch and wait (:meth:`_failed`); tests replace them to see
         #: the wait each failure asks for instead of timing it.
         self.monotonic: Callable[[], float] = time.perf_counter
@@ -177,8 +183,12 @@ class KeyService:
             # which takes this lock too (keyrelease.service.offboarding).
             if await Admin.filter(id=admin.id, disabled_at__not_isnull=True).exists():
                 raise _Undo(SignInRefused())
+            proof = await self.release_proof(admin)
             overspent = await self.budget.spend(
-                admin.id, now, (BudgetItem.KEY_CREATED, BudgetItem.CODE_EMAIL), self.budget.for_create
+                admin.id,
+                now,
+                (BudgetItem.KEY_CREATED, BudgetItem.CODE_EMAIL) if proof.takes_code else (BudgetItem.KEY_CREATED,),
+                self.budget.for_create,
             )
             if overspent is not None:
                 raise _Undo(self._refusal(overspent))
@@ -200,11 +210,30 @@ class KeyService:
                 verification_deadline=self.policy.verification_deadline(now),
                 code_generation=0,
                 code_issued_at=now,
+                release_proof=proof,
             )
             await _event(key.id, EventType.CREATED, now, key.kind.value)
-            await outbox.queue_verification_code(key, code_expires_at=self._code_expiry(key), now=now)
-            await _event(key.id, EventType.CODE_SENT, now, f"to {_mask_email(admin.email)}")
+            if proof.takes_code:
+                await outbox.queue_verification_code(key, code_expires_at=self._code_expiry(key), now=now)
+                await _event(key.id, EventType.CODE_SENT, now, f"to {_mask_email(admin.email)}")
         return key
+
+    async def release_proof(self, admin: Admin) -> ReleaseProof:
+        """Inside a transaction, after :func:`budget.hold`: what will release a key or rotation
+        ``admin`` starts now; refused (:class:`_Undo`) when the institution takes passkeys only
+        and the admin has none, with how to add one."""
+        institution = await Institution.get(id=admin.institution_id)
+        proof = ReleaseProof(institution.release_proof)
+        if not proof.takes_code and not await Passkey.filter(admin_id=admin.id).exists():
+            raise _Undo(InvalidInput("passkey", passkey_service.NO_PASSKEY))
+        return proof
+
+    async def spend_code_email(self, admin_id: int, now: datetime) -> None:
+        """Inside a transaction, after :func:`budget.hold`: one code email from the admin's
+        hourly budget, or :class:`_Undo` with the refusal when it is spent."""
+        overspent = await self.budget.spend(admin_id, now, (BudgetItem.CODE_EMAIL,), (self.budget.code_emails,))
+        if overspent is not None:
+            raise _Undo(self._refusal(overspent))
 
     def _refusal(self, overspent: Overspent) -> BudgetRefusal:
         retry_at = _second_up(overspent.reopens_at)
@@ -259,14 +288,26 @@ class KeyService:
 
     # -- verification -------------------------------------------------------------------
 
-    async def verify_key(self, admin: Admin, key_id: str, code: str) -> ApiKey | InvalidInput | VerificationFailed:
-        """Check ``code`` for the admin's pending key; ACTIVE on success.
+    async def verify_key(
+        self, admin: Admin, key_id: str, code: str | None, passkey_assertion: str | None = None
+    ) -> ApiKey | InvalidInput | VerificationFailed:
+        """Check ``code`` (or ``passkey_assertion``, :meth:`Passkeys.verify`) for the admin's
+        pending key; ACTIVE on success.
 
         Every failure, whatever its cause, returns the same :class:`VerificationFailed`
         after the same minimum time. A failure on the creator's pending key counts one
         attempt; the last allowed failure locks the key.
         """
         started = self.monotonic()
+        if (code is None) == (passkey_assertion is None):
+            metrics.verification("invalid")
+            return InvalidInput("code", "Give either the emailed code or a passkey assertion.")
+        if passkey_assertion is not None:
+            if (problem := refuse_control_characters(keyId=key_id)) is not None:
+                metrics.verification("invalid")
+                return problem
+            return await self.passkeys.verify(admin, key_id, passkey_assertion, started)
+        assert code is not None
         if (problem := refuse_control_characters(keyId=key_id, code=code)) is not None:
             metrics.verification("invalid")
             return problem
@@ -282,7 +323,7 @@ class KeyService:
             codes.code_matches(self._secret, _ABSENT_KEY, 0, code)
             metrics.verification("failed")
             return await self._failed(started)
-        matched = codes.code_matches(self._secret, key.id, key.code_generation, code)
+        matched = codes.code_matches(self._secret, key.id, key.code_generation, code) and key.release_proof.takes_code
         if matched:
             verified = await self._activate(key, now)
             if verified is not None:
@@ -292,15 +333,19 @@ class KeyService:
         metrics.verification("failed")
         return await self._failed(started)
 
-    async def _activate(self, key: ApiKey, now: datetime) -> ApiKey | None:
+    async def _activate(self, key: ApiKey, now: datetime, proof: Q | None = None) -> ApiKey | None:
+        """Verify ``key`` if it is still pending and ``proof`` still holds (by default: the
+        code of ``key``'s generation, still within its lifetime); any passkey challenge
+        outstanding is consumed with it."""
+        if proof is None:
+            proof = Q(code_generation=key.code_generation, code_issued_at__gt=self.policy.codes_issued_after(now))
         async with in_transaction():
             won = await ApiKey.filter(
                 _pending(now),
+                proof,
                 id=key.id,
-                code_generation=key.code_generation,
-                code_issued_at__gt=self.policy.codes_issued_after(now),
                 attempts_used__lt=self.policy.max_attempts,
-            ).update(verified_at=now)
+            ).update(verified_at=now, passkey_nonce=None)
             if not won:
                 return None
             await _event(key.id, EventType.VERIFIED, now)
@@ -437,6 +482,7 @@ class KeyService:
                 await budget.hold(admin.id)
                 issued = await ApiKey.filter(
                     _pending(now),
+                    ~Q(release_proof=ReleaseProof.PASSKEY),  # no code is emailed for it
                     id=parsed,
                     created_by_id=admin.id,
                     resends_used__lt=self.policy.max_resends,
@@ -586,8 +632,11 @@ class KeyService:
 
     def code_expires_at(self, key: ApiKey) -> datetime | None:
         """When the current code stops working (:meth:`VerificationPolicy.code_expires_at`);
-        None once the key is verified, or if it never had a code (a legacy key)."""
+        None once the key is verified, or if it never had a code (a legacy key, a key released
+        by a passkey only)."""
         if key.verified_at is not None or key.code_issued_at is None or key.verification_deadline is None:
+            return None
+        if not key.release_proof.takes_code:  # released by a passkey only: no code was sent
             return None
         return self.policy.code_expires_at(key.code_issued_at, key.verification_deadline)
 

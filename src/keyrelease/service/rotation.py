@@ -34,7 +34,18 @@ from tortoise.transactions import in_transaction
 from keyrelease import codes, credentials, metrics
 from keyrelease.db import fastpath
 from keyrelease.mail import outbox
-from keyrelease.models import Admin, ApiKey, BudgetItem, EventType, ExpiryNotice, Institution, KeyKind, KeyRotation, LockReason
+from keyrelease.models import (
+    Admin,
+    ApiKey,
+    BudgetItem,
+    EventType,
+    ExpiryNotice,
+    Institution,
+    KeyKind,
+    KeyRotation,
+    LockReason,
+    ReleaseProof,
+)
 from keyrelease.service import budget
 from keyrelease.service import keys as key_service  # a module: keys.py imports this one too
 from keyrelease.service.results import (
@@ -101,6 +112,7 @@ class RotationState:
     released_at: datetime | None
     new_secret_first_used_at: datetime | None
     old_secret_retires_at: datetime | None
+    release_proof: ReleaseProof
 
 
 def pending(now: datetime) -> Q:
@@ -149,11 +161,13 @@ class Rotations:
                 await self._close_stale(parsed, now)
                 if await KeyRotation.filter(open_key_id=parsed).exists():
                     raise key_service._Undo(InvalidInput("keyId", "This key is already being rotated."))
-                overspent = await self.keys.budget.spend(
-                    admin.id, now, (BudgetItem.CODE_EMAIL,), (self.keys.budget.code_emails,)
-                )
-                if overspent is not None:
-                    raise key_service._Undo(self.keys._refusal(overspent))
+                proof = await self.keys.release_proof(admin)
+                if proof.takes_code:
+                    overspent = await self.keys.budget.spend(
+                        admin.id, now, (BudgetItem.CODE_EMAIL,), (self.keys.budget.code_emails,)
+                    )
+                    if overspent is not None:
+                        raise key_service._Undo(self.keys._refusal(overspent))
                 rotation = await KeyRotation.create(
                     id=uuid.uuid4(),
                     key_id=parsed,
@@ -165,9 +179,13 @@ class Rotations:
                     code_generation=0,
                     code_sent_at=now,
                     expires_at=expires_at,
+                    release_proof=proof,
                 )
-                await key_service._event(parsed, EventType.ROTATION_STARTED, now, f"by admin {admin.id}; code to {key_service._mask_email(admin.email)}")
-                await outbox.queue_verification_code(key, code_expires_at=self._code_expiry(rotation), now=now, rotation=rotation)
+                if proof.takes_code:
+                    await key_service._event(parsed, EventType.ROTATION_STARTED, now, f"by admin {admin.id}; code to {key_service._mask_email(admin.email)}")
+                    await outbox.queue_verification_code(key, code_expires_at=self._code_expiry(rotation), now=now, rotation=rotation)
+                else:
+                    await key_service._event(parsed, EventType.ROTATION_STARTED, now, f"by admin {admin.id}; released by a passkey")
         except key_service._Undo as undo:
             return undo.result  # type: ignore[return-value]  # one of the refusals above
         except IntegrityError:  # a parallel rotateKey opened one first: the unique open_key_id decided
@@ -205,7 +223,7 @@ class Rotations:
 
     async def verify(self, rotation: KeyRotation, code: str, started: float) -> ApiKey | VerificationFailed:
         now = self.keys.clock.now()
-        if codes.code_matches(self.keys._secret, rotation.id, rotation.code_generation, code):
+        if codes.code_matches(self.keys._secret, rotation.id, rotation.code_generation, code) and rotation.release_proof.takes_code:
             verified = await self._activate(rotation, now)
             if verified is not None:
                 metrics.verification("verified")
@@ -214,16 +232,18 @@ class Rotations:
         metrics.verification("failed")
         return await self.keys._failed(started)
 
-    async def _activate(self, rotation: KeyRotation, now: datetime) -> ApiKey | None:
+    async def _activate(self, rotation: KeyRotation, now: datetime, proof: Q | None = None) -> ApiKey | None:
+        """As :meth:`KeyService._activate`, for the rotation (``proof`` by default its code)."""
         policy = self.keys.policy
+        if proof is None:
+            proof = Q(code_generation=rotation.code_generation, code_sent_at__gt=policy.codes_issued_after(now))
         async with in_transaction():
             won = await KeyRotation.filter(
                 pending(now),
+                proof,
                 id=rotation.id,
-                code_generation=rotation.code_generation,
-                code_sent_at__gt=policy.codes_issued_after(now),
                 attempts_used__lt=policy.max_attempts,
-            ).update(verified_at=now)
+            ).update(verified_at=now, passkey_nonce=None)
             if not won:
                 return None
             await key_service._event(rotation.key_id, EventType.ROTATION_VERIFIED, now)  # type: ignore[arg-type]
@@ -275,7 +295,7 @@ class Rotations:
             async with in_transaction():
                 await budget.hold(admin.id)
                 issued = await KeyRotation.filter(
-                    pending(now), id=rotation.id, requested_by_id=admin.id, resends_used__lt=policy.max_resends
+                    pending(now), ~Q(release_proof=ReleaseProof.PASSKEY), id=rotation.id, requested_by_id=admin.id, resends_used__lt=policy.max_resends
                 ).update(resends_used=F("resends_used") + 1, code_generation=F("code_generation") + 1, code_sent_at=now)
                 if issued:
                     overspent = await self.keys.budget.spend(
@@ -447,6 +467,7 @@ class Rotations:
             old_secret_retires_at=self.policy.old_secret_retires_at(rotation.revealed_at, rotation.new_secret_first_used_at)
             if rotation.cancelled_at is None
             else None,
+            release_proof=rotation.release_proof,
         )
 
     def status(self, rotation: KeyRotation, now: datetime) -> RotationStatus:

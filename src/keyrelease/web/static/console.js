@@ -22,6 +22,7 @@ import {
   REVOKE_KEY,
   ROTATE_KEY,
 } from "./operations.js";
+import { showPasskeys } from "./passkeys.js";
 import { NEW_KEY, ROTATION, showVerify } from "./verify.js";
 
 const TOKEN_STORAGE = "keyrelease.adminToken";
@@ -116,6 +117,7 @@ function route() {
   }
   const [, section, id, part] = hash.split("/");
   if (section === "new") showCreate();
+  else if (section === "passkeys") screen.leave = showPasskeys(session);
   else if (section === "keys" && id && part === "rotate") loadKey(decodeURIComponent(id), showRotate);
   else if (section === "keys" && id && part === "rotation") loadKey(decodeURIComponent(id), showRotation);
   else if (section === "keys" && id) loadKey(decodeURIComponent(id), present);

@@ -24,9 +24,11 @@ const KEY_FIELDS = `
     lastUsedAt
     partnerName
     partnerEmail
+    releaseProof
     lastDelivery { status at sentAt nextAttemptAt lastError }
     rotation {
       status
+      releaseProof
       startedAt
       verificationDeadline
       codeExpiresAt
@@ -164,4 +166,63 @@ export const CANCEL_ROTATION = `
     }
   }
   ${KEY_FIELDS}
+`;
+
+// -- passkeys (passkeys.js) ------------------------------------------------------------
+
+const PASSKEY_FIELDS = `id name createdAt lastUsedAt`;
+export const PASSKEYS = `
+  query Passkeys {
+    passkeys { ${PASSKEY_FIELDS} }
+  }
+`;
+export const START_PASSKEY_REGISTRATION = `
+  mutation StartPasskeyRegistration($input: StartPasskeyRegistrationInput!) {
+    startPasskeyRegistration(input: $input) {
+      __typename
+      ... on PasskeyRegistration { registrationId codeExpiresAt requestOptions }
+      ... on Error { message }
+    }
+  }
+`;
+export const CONFIRM_PASSKEY_REGISTRATION = `
+  mutation ConfirmPasskeyRegistration($input: ConfirmPasskeyRegistrationInput!) {
+    confirmPasskeyRegistration(input: $input) {
+      __typename
+      ... on PasskeyOptions { options }
+      ... on Error { message }
+    }
+  }
+`;
+export const FINISH_PASSKEY_REGISTRATION = `
+  mutation FinishPasskeyRegistration($input: FinishPasskeyRegistrationInput!) {
+    finishPasskeyRegistration(input: $input) {
+      __typename
+      ... on Passkey { ${PASSKEY_FIELDS} }
+      ... on Error { message }
+    }
+  }
+`;
+export const REMOVE_PASSKEY = `
+  mutation RemovePasskey($input: RemovePasskeyInput!) {
+    removePasskey(input: $input) { __typename ... on Passkey { id name } ... on Error { message } }
+  }
+`;
+export const BEGIN_PASSKEY_VERIFICATION = `
+  mutation BeginPasskeyVerification($input: BeginPasskeyVerificationInput!) {
+    beginPasskeyVerification(input: $input) {
+      __typename
+      ... on PasskeyOptions { options }
+      ... on Error { message }
+    }
+  }
+`;
+export const VERIFY_KEY_WITH_PASSKEY = `
+  mutation VerifyKeyWithPasskey($input: VerifyKeyInput!) {
+    verifyKey(input: $input) {
+      __typename
+      ... on ApiKey { id }
+      ... on Error { message }
+    }
+  }
 `;

@@ -13,6 +13,7 @@ import { $, announce, clearErrors, setBusy, setFieldError, showScreen } from "./
 import { deliveryText, formatCountdown, formatTime, plural } from "./format.js";
 import { serverNow } from "./graphql.js";
 import { CANCEL_ROTATION, KEY, RESEND_CODE, VERIFY_KEY } from "./operations.js";
+import { offerPasskey } from "./passkeys.js";
 
 const POLL_MS = 30_000;
 
@@ -88,7 +89,15 @@ export function showVerify(subject, key, session, screens) {
   const verification = new Verification(subject, key, session, screens);
   verification.render();
   showScreen("verify");
-  return () => verification.stop();
+  // Passkeys (passkeys.js): "Use a passkey" where the key takes one; the code stays where it may.
+  const passkey = offerPasskey(key, session, {
+    verified: () => verification.refresh(),
+    failed: () => verification.refresh(),
+  });
+  return () => {
+    passkey();
+    verification.stop();
+  };
 }
 
 class Verification {
