@@ -203,7 +203,7 @@ def test_the_keys_list_marks_a_key_being_rotated(page: Page, admin: Admin, serve
     key = Released(server, admin, "Listed")
     sign_in(page, admin)
     start_rotation(page, key)
-    page.get_by_role("navigation", name="Console").get_by_role("link", name="Keys").click()
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Keys", exact=True).click()
     row = page.get_by_role("row", name=re.compile("Listed"))
     expect(row).to_contain_text("Active")
     expect(row.get_by_text("Rotation pending", exact=True)).to_be_visible()

@@ -139,6 +139,12 @@ def test_every_console_and_readme_operation_is_under_the_default_limit():
         "RevokeKey": {"input": key},
         "RotateKey": {"input": {**key, "expiresAt": "2031-01-01T00:00:00Z"}},
         "CancelRotation": {"input": key},
+        "StartPasskeyRegistration": {"input": {"proof": "EMAIL"}},
+        "ConfirmPasskeyRegistration": {"input": {"registrationId": key["keyId"], "code": "123456"}},
+        "FinishPasskeyRegistration": {"input": {"registrationId": key["keyId"], "name": "n", "credential": "{}"}},
+        "RemovePasskey": {"input": {"passkeyId": key["keyId"]}},
+        "BeginPasskeyVerification": {"input": key},
+        "VerifyKeyWithPasskey": {"input": {**key, "passkeyAssertion": "{}"}},
     }
     costs = {name: cost(text, variables.get(name, {})) for name, text in documents.items()}
     assert all(value is not None for value in costs.values()), costs
