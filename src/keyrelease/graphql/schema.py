@@ -118,7 +118,7 @@ class Query:
     @strawberry.field(description="The numbers of the verification flow this server enforces.")
     async def policy(self, info: Info[Context, None]) -> Policy:
         await info.context.querying_admin()
-        return Policy.of(info.context.keys.policy, info.context.expiry_notices)
+        return Policy.of(info.context.keys.policy, info.context.expiry_notices, rotation=info.context.keys.rotations.policy)
 
     @strawberry.field(description="A key of your institution, or null.")
     async def key(self, info: Info[Context, None], id: strawberry.ID) -> ApiKey | None:
