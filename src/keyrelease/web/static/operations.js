@@ -35,6 +35,8 @@ const KEY_FIELDS = `
       releasedAt
       newSecretFirstUsedAt
       oldSecretRetiresAt
+      lockReason
+      requestedBy
     }
   }
 `;
@@ -42,7 +44,7 @@ const KEY_FIELDS = `
 export const ME = `
   query Me {
     me { name email institution { name } }
-    policy { expiryNotices }
+    policy { expiryNotices rotationGraceSeconds rotationMaxOverlapSeconds }
   }
 `;
 
@@ -68,13 +70,9 @@ export const EXPIRING_KEYS = `
   }
 `;
 
-// The key's events say why its latest rotation locked (the detail of ROTATION_LOCKED).
 export const KEY = `
   query Key($id: ID!) {
-    key(id: $id) {
-      ...KeyFields
-      events { type at detail }
-    }
+    key(id: $id) { ...KeyFields }
   }
   ${KEY_FIELDS}
 `;
