@@ -15,8 +15,8 @@ import httpx
 import pytest
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
+import live_server
 from dbutil import query
-from environment import BACKENDS, empty_postgres
 from keyrelease import db
 from keyrelease.clock import SystemClock
 from keyrelease.codes import verification_code
@@ -24,7 +24,7 @@ from keyrelease.service.admins import create_admin
 from keyrelease.service.offboarding import disable_admin
 from keyrelease.service.results import GENERIC_VERIFICATION_ERROR
 from keyrelease.testing.processes import Server, run_cli
-from keyrelease.testing.settings import SECRET_KEY, base_env
+from keyrelease.testing.settings import SECRET_KEY
 from keyrelease.testing.tokens import request_token
 
 pytestmark = pytest.mark.live
@@ -38,19 +38,8 @@ KEY = "query($id: ID!) { key(id: $id) { status lockReason events { type detail }
 KEYS = "{ keys(first: 100) { edges { node { id status lockReason } } } }"
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def live(request, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("offboard")
-    env = base_env(tmp, KEYRELEASE_MAIL_TRANSPORT="console")
-    if request.param == "postgres":
-        env["KEYRELEASE_DATABASE_URL"] = request.getfixturevalue("postgres_url")
-        empty_postgres(env["KEYRELEASE_DATABASE_URL"])
-    assert run_cli(env, "migrate").returncode == 0
-    server = Server(env=env, log_path=tmp / "server.log").start()
-    try:
-        yield server, env
-    finally:
-        server.stop()
+# The module's live server and its environment, on each of BACKENDS (tests/live_server.py).
+live = live_server.live_server
 
 
 def cli(env: dict, *args: str):

@@ -12,12 +12,12 @@ from collections import Counter
 
 import httpx
 import pytest
-from environment import BACKENDS, empty_postgres
-from dbutil import query
 
+import live_server
+from dbutil import query
 from keyrelease.codes import verification_code
 from keyrelease.testing.processes import Server, run_cli
-from keyrelease.testing.settings import SECRET_KEY, base_env
+from keyrelease.testing.settings import SECRET_KEY
 
 pytestmark = pytest.mark.live
 
@@ -27,19 +27,16 @@ REVEAL = "mutation($i: RevealKeyInput!) { revealKey(input: $i) { __typename ... 
 CREATE = "mutation($i: CreateKeyInput!) { createKey(input: $i) { ... on ApiKey { id } } }"
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def live(request, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("live")
-    env = base_env(tmp, KEYRELEASE_MAIL_TRANSPORT="console")
-    if request.param == "postgres":
-        env["KEYRELEASE_DATABASE_URL"] = request.getfixturevalue("postgres_url")
-        empty_postgres(env["KEYRELEASE_DATABASE_URL"])
+# The module's live server and its environment, on each of BACKENDS (tests/live_server.py).
+served = live_server.live_server
+
+
+@pytest.fixture(scope="module")
+def live(served):
+    """The live server, the token of its one admin, and its database URL."""
+    server, env = served
     token = run_cli(env, "admin", "create", "--institution", "Live U", "--email", "live@uni.example").stdout.strip().splitlines()[-1]
-    server = Server(env=env, log_path=tmp / "server.log").start()
-    try:
-        yield server, token, env["KEYRELEASE_DATABASE_URL"]
-    finally:
-        server.stop()
+    return server, token, env["KEYRELEASE_DATABASE_URL"]
 
 
 async def gql(http: httpx.AsyncClient, token: str | None, query: str, variables: dict) -> dict:

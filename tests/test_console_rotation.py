@@ -128,7 +128,11 @@ def test_rotate_verify_reveal_the_overlap_and_the_old_secret_retired(page: Page,
     rotate = page.locator("section[data-screen=rotate]")
     expect(rotate).to_contain_text(f"A six-digit code goes to you at {admin.email}")
     expect(rotate).to_contain_text("you reveal the new secret, once")
-    expect(rotate).to_contain_text("The current secret keeps working until the overlap ends")
+    # The overlap in the server's numbers (KEYRELEASE_ROTATION_GRACE_SECONDS, _MAX_OVERLAP_SECONDS).
+    assert (grace, server.app.state.services.settings.rotation_max_overlap_seconds) == (86400, 604800)
+    expect(rotate).to_contain_text(
+        "The current secret keeps working until 1 day after the new one's first use, at most 7 days after the release."
+    )
     expect(rotate).to_contain_text("The key does not expire.")
     page.get_by_label("New expiry (optional)", exact=True).fill(renewed.strftime("%Y-%m-%dT%H:%M"))
     page.get_by_role("button", name="Rotate secret").click()
@@ -158,6 +162,7 @@ def test_rotate_verify_reveal_the_overlap_and_the_old_secret_retired(page: Page,
     assert page.url.endswith(f"#/keys/{key.id}")
     expect(page.locator("#key-message")).to_contain_text("Its new secret is verified. Reveal it")
     expect(shown(page, "Status")).to_have_text("Verified, not yet released")
+    expect(shown(page, "Started by")).to_have_text(f"you ({admin.email})")
     expect(page.get_by_role("button", name="Rotate secret")).to_be_hidden()
     assert works(server, key.client_id, old)  # verified, not released
 
@@ -168,7 +173,9 @@ def test_rotate_verify_reveal_the_overlap_and_the_old_secret_retired(page: Page,
     new = page.get_by_label("Client secret", exact=True).input_value()
     assert new.startswith("krs_") and new != old
     expect(page.locator("#credentials-warning")).to_contain_text("It will not be shown again")
-    expect(page.locator("#key-message")).to_contain_text("the only time the new secret is shown")
+    expect(page.locator("#key-message")).to_contain_text(
+        "the only time the new secret is shown. The old one keeps working until 1 day after the new one's first use"
+    )
 
     page.get_by_role("button", name="I have stored the secret").click()
     expect(page.get_by_role("heading", name="“Reporting pipeline” is verified")).to_be_focused()
@@ -177,7 +184,7 @@ def test_rotate_verify_reveal_the_overlap_and_the_old_secret_retired(page: Page,
     # The overlap: both secrets' state, the new one not used yet.
     expect(shown(page, "Status")).to_have_text("Both secrets work")
     expect(shown(page, "New secret")).to_contain_text("not used yet")
-    expect(shown(page, "Old secret")).to_contain_text("at the latest")
+    expect(shown(page, "Old secret")).to_contain_text("at the latest; 1 day after the new secret's first use if that is sooner")
     expect(page.locator("#key-details")).to_contain_text(local(page, renewed.replace(second=0, microsecond=0)))
 
     # Both secrets work at the token endpoint; the new one's first use starts the grace.
@@ -379,7 +386,7 @@ def test_only_a_released_active_key_offers_a_rotation(page: Page, admin: Admin, 
     expect(page.get_by_role("region", name="Secret rotation")).to_be_hidden()
 
 
-def test_a_colleague_sees_the_pending_rotation_and_may_cancel_it(page: Page, admin: Admin, server: LiveApp):
+def test_a_colleague_sees_who_has_the_pending_rotations_code_and_may_cancel_it(page: Page, admin: Admin, server: LiveApp):
     key = Released(server, admin, "Shared")
     sign_in(page, admin)
     start_rotation(page, key)
@@ -388,9 +395,36 @@ def test_a_colleague_sees_the_pending_rotation_and_may_cancel_it(page: Page, adm
     sign_in(page, colleague)
     region = open_key(page, key)
     expect(shown(page, "Status")).to_have_text("Waiting for the code")
-    expect(page.locator("#rotation-status")).to_contain_text("emailed to the admin who started the rotation")
+    expect(shown(page, "Started by")).to_have_text(admin.email)
+    expect(page.locator("#rotation-status")).to_contain_text(
+        f"emailed to {admin.email}, who started the rotation: only they can enter it."
+    )
+    expect(region.get_by_role("link", name="Enter the code")).to_be_hidden()  # their code is not the colleague's
+    page.goto(f"/#/keys/{key.id}/rotation")  # typed in: the key's page, not a screen that can only fail
+    expect(page.get_by_role("heading", name="“Shared” is verified")).to_be_focused()
     region.get_by_role("button", name="Cancel rotation").click()
     expect(shown(page, "Status")).to_have_text("Cancelled")
+
+
+def test_a_colleague_is_told_who_reveals_the_new_secret_and_offered_no_reveal(page: Page, admin: Admin, server: LiveApp):
+    key = Released(server, admin, "Revealed by Ada")
+    sign_in(page, admin)
+    start_rotation(page, key)
+    enter_code(page, admin.code(key.name, nth=2))
+    expect(page.get_by_role("button", name="Reveal the new secret")).to_be_visible()
+    colleague = Admin(server, institution=admin.institution, name="Bob")
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, colleague)
+    open_key(page, key)
+    expect(shown(page, "Status")).to_have_text("Verified, not yet released")
+    expect(page.locator("#key-message")).to_contain_text(
+        f"Its new secret is verified. Only {admin.email}, who started the rotation, can reveal it, once."
+    )
+    expect(page.locator("#rotation-status")).to_contain_text(f"only {admin.email}, who started the rotation, can reveal")
+    expect(page.get_by_role("button", name=re.compile("^Reveal"))).to_be_hidden()
+    expect(page.get_by_role("button", name="Cancel rotation")).to_be_visible()
+    # The API agrees: the colleague's reveal would only fail.
+    assert isinstance(server.run(server.app.state.services.keys.reveal_key(colleague.model, key.id)), VerificationFailed)
 
 
 def test_a_rotation_whose_admin_was_disabled_shows_why_it_locked_to_a_colleague(page: Page, admin: Admin, server: LiveApp):
@@ -403,7 +437,7 @@ def test_a_rotation_whose_admin_was_disabled_shows_why_it_locked_to_a_colleague(
     sign_in(page, colleague)
     open_key(page, key)
     expect(page.locator("#rotation-status")).to_contain_text(
-        "The rotation is locked: the admin who started it was disabled before it was verified."
+        f"The rotation is locked: {admin.email}, who started it, was disabled before it was verified."
     )
     expect(page.get_by_role("button", name="Rotate secret")).to_be_visible()  # the colleague may start anew
     assert works(server, key.client_id, key.secret)

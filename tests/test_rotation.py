@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
+
 from keyrelease.models import EventType, KeyRotation
 from keyrelease.testing.api import CODE_LINE, OTP_LINE, AdminUser, Api, released_key
 from keyrelease.testing.tokens import request_token
@@ -27,7 +29,8 @@ mutation($input: CancelRotationInput!) {
 }"""
 ROTATION_QUERY = """
 query($id: ID!) { key(id: $id) { status expiresAt events { type detail }
-  rotation { status attemptsRemaining resendsRemaining releasedAt newSecretFirstUsedAt oldSecretRetiresAt } } }"""
+  rotation { status attemptsRemaining resendsRemaining releasedAt newSecretFirstUsedAt oldSecretRetiresAt
+             lockReason requestedBy } } }"""
 INVALID_CLIENT = {"error": "invalid_client", "error_description": "Client authentication failed."}
 
 
@@ -160,6 +163,7 @@ async def test_wrong_codes_lock_the_rotation_not_the_key_with_the_generic_error(
     assert (await api.verify(ada, key["id"], code))["__typename"] == "VerificationError"  # locked
     shown = await shown_key(api, ada, key["id"])
     assert shown["status"] == "ACTIVE" and shown["rotation"]["status"] == "LOCKED"
+    assert shown["rotation"]["lockReason"] == "ATTEMPTS"
     assert [e["type"] for e in shown["events"]].count("ROTATION_LOCKED") == 1
     assert await token_status(api, old["clientId"], old["clientSecret"]) == 200
     assert (await rotate(api, ada, key["id"]))["__typename"] == "ApiKey"  # a new rotation may start
@@ -277,6 +281,7 @@ async def test_disabling_the_requesting_admin_locks_the_pending_rotation_only(ap
     assert done.locked == ()
     shown = await shown_key(api, ada, key["id"])
     assert shown["status"] == "ACTIVE" and shown["rotation"]["status"] == "LOCKED"
+    assert shown["rotation"]["lockReason"] == "ADMIN_DISABLED" and shown["rotation"]["requestedBy"] == bob.email
     types = [event["type"] for event in shown["events"]]
     assert types[-2:] == ["ADMIN_DISABLED", "ROTATION_LOCKED"]
     assert (await KeyRotation.get(key_id=key["id"])).lock_reason == "ADMIN_DISABLED"
@@ -293,3 +298,66 @@ async def test_a_leaked_new_secret_during_the_overlap_retires_the_key(api):
     assert (await shown_key(api, ada, key["id"]))["status"] == "COMPROMISED"
     assert await token_status(api, old["clientId"], new["clientSecret"]) == 401
     assert await token_status(api, old["clientId"], old["clientSecret"]) == 401
+
+
+async def test_a_closed_window_is_the_lock_reason_before_anything_records_the_lock(api, clock):
+    ada = await api.admin()
+    key, _ = await released_key(api, ada)
+    await rotate(api, ada, key["id"])
+    clock.advance(minutes=15, seconds=-1)
+    pending = (await shown_key(api, ada, key["id"]))["rotation"]
+    assert pending["status"] == "PENDING_VERIFICATION" and pending["lockReason"] is None
+    clock.advance(seconds=1)
+    shown = await shown_key(api, ada, key["id"])
+    assert shown["rotation"]["status"] == "LOCKED" and shown["rotation"]["lockReason"] == "WINDOW"
+    assert "ROTATION_LOCKED" not in [event["type"] for event in shown["events"]]
+    row = await KeyRotation.get(key_id=key["id"])
+    assert row.locked_at is None and row.lock_reason is None  # derived, not yet recorded
+    # Recording it (the next rotateKey closes the stale one first) changes nothing shown.
+    assert (await rotate(api, ada, key["id"]))["__typename"] == "ApiKey"
+    recorded = await KeyRotation.get(id=row.id)
+    assert recorded.lock_reason == "WINDOW" and recorded.locked_at == row.verification_deadline
+
+
+async def test_requested_by_names_the_requesting_admin_to_the_institution_and_no_lock_reason_while_open(api):
+    ada = await api.admin()
+    bob = await api.admin("bob@uni.example")
+    eve = await api.admin("eve@other.example", institution="Other")
+    key, _ = await released_key(api, ada)
+    started = await rotate(api, bob, key["id"])
+    assert started["__typename"] == "ApiKey"
+    for viewer in (ada, bob):
+        rotation = (await shown_key(api, viewer, key["id"]))["rotation"]
+        assert rotation["requestedBy"] == "bob@uni.example" and rotation["lockReason"] is None
+    assert (await api.data(ROTATION_QUERY, {"id": key["id"]}, eve.token))["key"] is None
+    verified = await api.verify(bob, key["id"], await rotation_code(api, bob, 1))
+    assert verified["status"] == "ACTIVE"
+    assert (await api.reveal(ada, key["id"]))["__typename"] == "VerificationError"  # not the requester
+    assert (await api.reveal(bob, key["id"]))["__typename"] == "KeyCredentials"
+    overlap = (await shown_key(api, ada, key["id"]))["rotation"]
+    assert overlap["status"] == "OVERLAP" and overlap["lockReason"] is None and overlap["requestedBy"] == bob.email
+
+
+class TestTheRotationNumbersInThePolicy:
+    @pytest.fixture
+    def env_overrides(self):
+        return {"KEYRELEASE_ROTATION_GRACE_SECONDS": "3600", "KEYRELEASE_ROTATION_MAX_OVERLAP_SECONDS": "172800"}
+
+    async def test_are_the_ones_the_overlap_follows(self, api, clock):
+        ada = await api.admin()
+        policy = (await api.data("{ policy { rotationGraceSeconds rotationMaxOverlapSeconds } }", token=ada.token))["policy"]
+        assert policy == {"rotationGraceSeconds": 3600, "rotationMaxOverlapSeconds": 172800}
+        key, old, new = await rotated(api, ada)
+        released = clock.now()
+        state = (await shown_key(api, ada, key["id"]))["rotation"]
+        assert state["oldSecretRetiresAt"].startswith((released + timedelta(seconds=172800)).isoformat()[:19])
+        clock.advance(hours=5)
+        assert await token_status(api, new["clientId"], new["clientSecret"]) == 200
+        clock.advance(seconds=3600)
+        assert await token_status(api, old["clientId"], old["clientSecret"]) == 401
+
+
+async def test_the_policy_shows_the_default_rotation_numbers(api):
+    ada = await api.admin()
+    policy = (await api.data("{ policy { rotationGraceSeconds rotationMaxOverlapSeconds } }", token=ada.token))["policy"]
+    assert policy == {"rotationGraceSeconds": 86400, "rotationMaxOverlapSeconds": 604800}

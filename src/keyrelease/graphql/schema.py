@@ -152,7 +152,7 @@ class Query:
     @strawberry.field(description="The numbers of the verification flow this server enforces.")
     async def policy(self, info: Info[Context, None]) -> Policy:
         await info.context.querying_admin()
-        return Policy.of(info.context.keys.policy, info.context.expiry_notices)
+        return Policy.of(info.context.keys.policy, info.context.expiry_notices, rotation=info.context.keys.rotations.policy)
 
     @strawberry.field(description="Your passkeys, oldest first.")
     async def passkeys(self, info: Info[Context, None]) -> list[gql_passkeys.Passkey]:

@@ -35,7 +35,7 @@ LockReason = strawberry.enum(
     models.LockReason,
     name="LockReason",
     description="ATTEMPTS: a wrong code was entered too many times. WINDOW: not verified before the deadline. "
-    "ADMIN_DISABLED: the admin who created it was disabled while it waited for verification.",
+    "ADMIN_DISABLED: the admin who created it (or started the rotation) was disabled while it waited for verification.",
 )
 ReleaseProof = strawberry.enum(
     models.ReleaseProof,
@@ -184,6 +184,13 @@ class Rotation:
         "first use, or the maximum overlap after the release, whichever comes first."
     )
     release_proof: ReleaseProof = strawberry.field(description="What releases this rotation (its institution's rule when it started).")
+    lock_reason: LockReason | None = strawberry.field(
+        description="Why the rotation is LOCKED (null unless it is); the key itself stays ACTIVE with its old secret."
+    )
+    requested_by: str = strawberry.field(
+        description="The email of the admin who started the rotation: their code verifies it, and only they reveal "
+        "an institutional key's new secret."
+    )
 
 
 def _rotation(root: ApiKey, info: Info[Context, None]) -> Rotation | None:
@@ -342,11 +349,25 @@ class Policy:
     expiry_notices: list[str] = strawberry.field(
         description="How long before a key's expiry its admin (and partner) are emailed, largest first (`30d`, `14d`, …)."
     )
+    rotation_grace_seconds: int = strawberry.field(
+        description="After a rotation's new secret is first used, how long the old one keeps working."
+    )
+    rotation_max_overlap_seconds: int = strawberry.field(
+        description="After a rotation's release, how long the old secret works at the most, the new one used or not."
+    )
 
     @classmethod
-    def of(cls, policy: VerificationPolicy, expiry_notices: tuple[timedelta, ...] = ()) -> Policy:
+    def of(
+        cls,
+        policy: VerificationPolicy,
+        expiry_notices: tuple[timedelta, ...] = (),
+        *,
+        rotation: rotation_service.RotationPolicy,
+    ) -> Policy:
         return cls(
             expiry_notices=[expiry.format_duration(threshold) for threshold in expiry_notices],
+            rotation_grace_seconds=rotation.grace_seconds,
+            rotation_max_overlap_seconds=rotation.max_overlap_seconds,
             code_ttl_seconds=policy.code_ttl_seconds,
             verification_window_seconds=policy.verification_window_seconds,
             max_resends=policy.max_resends,

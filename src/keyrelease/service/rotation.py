@@ -113,6 +113,11 @@ class RotationState:
     new_secret_first_used_at: datetime | None
     old_secret_retires_at: datetime | None
     release_proof: ReleaseProof
+    #: Why it is LOCKED (null unless it is), the closed window included before it is recorded.
+    lock_reason: LockReason | None
+    #: The requesting admin's email when the rotation started: the one who got its code, and
+    #: who alone reveals an institutional key's new secret.
+    requested_by: str
 
 
 def pending(now: datetime) -> Q:
@@ -468,6 +473,8 @@ class Rotations:
             if rotation.cancelled_at is None
             else None,
             release_proof=rotation.release_proof,
+            lock_reason=self.lock_reason(rotation, now),
+            requested_by=rotation.notify_email,
         )
 
     def status(self, rotation: KeyRotation, now: datetime) -> RotationStatus:
@@ -483,3 +490,10 @@ class Rotations:
         if rotation.locked_at is not None or now >= rotation.verification_deadline:
             return RotationStatus.LOCKED
         return RotationStatus.PENDING_VERIFICATION
+
+    def lock_reason(self, rotation: KeyRotation, now: datetime) -> LockReason | None:
+        """Why a LOCKED rotation locked, as the key's (:meth:`KeyService.lock_reason`): the one
+        recorded, or WINDOW for a window that closed before anything recorded the lock."""
+        if self.status(rotation, now) is not RotationStatus.LOCKED:
+            return None
+        return rotation.lock_reason or LockReason.WINDOW

@@ -9,7 +9,7 @@
 
 import { showCredentials } from "./credentials.js";
 import { $, announce, clearErrors, h, setBusy, setFieldError, showScreen } from "./dom.js";
-import { deliveryText, formatDateTime, formatDuration } from "./format.js";
+import { deliveryText, formatDateTime, formatDuration, formatSeconds } from "./format.js";
 import { ApiError, graphql } from "./graphql.js";
 import {
   CANCEL_ROTATION,
@@ -51,10 +51,11 @@ const ROTATION_LABEL = {
 };
 // The open rotations, marked in the keys list.
 const ROTATION_BADGE = { PENDING_VERIFICATION: "Rotation pending", VERIFIED: "Rotation verified", OVERLAP: "Two secrets" };
+// Why a rotation locked (its lockReason), said of the rotation.
 const ROTATION_LOCK_REASON = {
-  ATTEMPTS: "a wrong code was entered too many times",
-  WINDOW: "it was not verified in time",
-  ADMIN_DISABLED: "the admin who started it was disabled before it was verified",
+  ATTEMPTS: () => "a wrong code was entered too many times",
+  WINDOW: () => "it was not verified in time",
+  ADMIN_DISABLED: (rotation) => `${rotation.requestedBy}, who started it, was disabled before it was verified`,
 };
 
 // The session, handed explicitly to the screens of other modules (verify.js): the admin token,
@@ -63,6 +64,8 @@ const ROTATION_LOCK_REASON = {
 const session = {
   token: sessionStorage.getItem(TOKEN_STORAGE),
   me: null,
+  // The numbers the server enforces (the Me query's policy), set at sign-in.
+  policy: null,
   // The "Expiring soon" horizon (a duration such as "30d"), set at sign-in.
   expiringWithin: EXPIRING_WITHIN,
   ticket: 0,
@@ -151,6 +154,7 @@ async function signIn(event) {
     const data = await graphql(ME, {}, { token: candidate });
     session.token = candidate;
     session.me = data.me;
+    session.policy = data.policy;
     session.expiringWithin = data.policy.expiryNotices[0] ?? EXPIRING_WITHIN;
     sessionStorage.setItem(TOKEN_STORAGE, candidate);
   } catch (error) {
@@ -483,9 +487,10 @@ function showDetails(key) {
   );
 
   renderRotation(key);
-  // An institutional key's secret, or its rotation's new one, is revealed once.
+  // An institutional key's secret, or its rotation's new one, is revealed once: the new one
+  // only by the admin who started the rotation.
   const newSecret = key.rotation?.status === "VERIFIED";
-  const canReveal = key.status === "ACTIVE" && !partner && (!key.revealed || newSecret);
+  const canReveal = key.status === "ACTIVE" && !partner && (!key.revealed || (newSecret && startedByMe(key.rotation)));
   $("#reveal-area").hidden = !canReveal;
   $("#reveal-button").textContent = newSecret ? "Reveal the new secret" : "Reveal credentials";
   $("#stored-area").hidden = true;
@@ -507,9 +512,12 @@ function detailsMessage(key) {
   }
   if (key.status === "EXPIRED") return "It can no longer be used to get access tokens.";
   if (key.status === "ACTIVE" && key.rotation?.status === "VERIFIED") {
-    return partner
-      ? `Its new secret is verified. The partner ${partnerWho(key)} has been emailed a one-time password to retrieve it, once. The current secret keeps working.`
-      : "Its new secret is verified. Reveal it when you are ready to store it: it is shown once. The current secret keeps working.";
+    if (partner) {
+      return `Its new secret is verified. The partner ${partnerWho(key)} has been emailed a one-time password to retrieve it, once. The current secret keeps working.`;
+    }
+    return startedByMe(key.rotation)
+      ? "Its new secret is verified. Reveal it when you are ready to store it: it is shown once. The current secret keeps working."
+      : `Its new secret is verified. Only ${key.rotation.requestedBy}, who started the rotation, can reveal it, once. The current secret keeps working.`;
   }
   if (partner && key.revealed) return "The partner has retrieved the credentials.";
   if (partner) {
@@ -538,7 +546,7 @@ async function reveal() {
   }
   $("#reveal-area").hidden = true;
   $("#key-message").textContent = newSecret
-    ? "Revealed. This is the only time the new secret is shown. The old one keeps working until the overlap ends."
+    ? `Revealed. This is the only time the new secret is shown. The old one keeps working ${overlapText()}.`
     : "Revealed. This is the only time the secret is shown.";
   // After a rotation's reveal, the key's page shows both secrets' overlap.
   screen.afterStored = newSecret ? keyHash(key) : "#/keys";
@@ -602,14 +610,22 @@ function canRotate(key) {
   return key.status === "ACTIVE" && key.revealed && !["PENDING_VERIFICATION", "VERIFIED", "OVERLAP"].includes(key.rotation?.status);
 }
 
-// Why the latest rotation locked: its ROTATION_LOCKED event (the Key query reads the events).
-// A window that closed is recorded only when something next touches the rotation, so with
-// no such event since the rotation started, its window closed.
-function rotationLockReason(key) {
-  if (!key.events) return "it was not verified";
-  const started = Date.parse(key.rotation.startedAt);
-  const locked = key.events.filter((event) => event.type === "ROTATION_LOCKED" && Date.parse(event.at) >= started).at(-1);
-  return ROTATION_LOCK_REASON[locked?.detail ?? "WINDOW"] ?? "it was not verified";
+// Whether the signed-in admin started `rotation`: only they have its code, and only they
+// reveal an institutional key's new secret.
+function startedByMe(rotation) {
+  return rotation.requestedBy.toLowerCase() === session.me.email.toLowerCase();
+}
+
+// The admin who started `rotation`, as the rotation box names them.
+function requester(rotation) {
+  return startedByMe(rotation) ? `you (${rotation.requestedBy})` : rotation.requestedBy;
+}
+
+// How long the old secret outlives a release, in the server's numbers: "until 1 day after the
+// new one's first use, at most 7 days after the release".
+function overlapText() {
+  const { rotationGraceSeconds: grace, rotationMaxOverlapSeconds: most } = session.policy;
+  return `until ${formatSeconds(grace)} after the new one's first use, at most ${formatSeconds(most)} after the release`;
 }
 
 // The rotation box of an active key's details: how its latest rotation stands, both secrets
@@ -626,10 +642,17 @@ function renderRotation(key) {
     const newSecret = `Released ${formatDateTime(rotation.releasedAt)}; ${
       rotation.newSecretFirstUsedAt ? `first used ${formatDateTime(rotation.newSecretFirstUsedAt)}` : "not used yet"
     }`;
-    rows.push(["Status", ROTATION_LABEL[rotation.status] ?? rotation.status], ["Started", started]);
+    const mine = startedByMe(rotation);
+    rows.push(
+      ["Status", ROTATION_LABEL[rotation.status] ?? rotation.status],
+      ["Started", started],
+      ["Started by", requester(rotation)],
+    );
     switch (rotation.status) {
       case "PENDING_VERIFICATION":
-        text = "A new secret waits for its verification code, emailed to the admin who started the rotation. The current secret keeps working.";
+        text = mine
+          ? "A new secret waits for the verification code emailed to you. The current secret keeps working."
+          : `A new secret waits for its verification code, emailed to ${rotation.requestedBy}, who started the rotation: only they can enter it. The current secret keeps working.`;
         rows.push(
           ["Locks", `${formatDateTime(rotation.verificationDeadline)} unless verified`],
           ["Attempts left", String(rotation.attemptsRemaining)],
@@ -640,7 +663,8 @@ function renderRotation(key) {
         text =
           key.kind === "PARTNER"
             ? "Verified: the partner retrieves the new secret with the one-time password emailed to them. The current secret keeps working."
-            : "Verified: the admin who started the rotation reveals the new secret, once. The current secret keeps working.";
+            : `Verified: ${mine ? "you reveal" : `only ${rotation.requestedBy}, who started the rotation, can reveal`} ` +
+              "the new secret, once. The current secret keeps working.";
         break;
       case "OVERLAP":
         text = "Switch your clients to the new secret before the old one retires.";
@@ -650,7 +674,7 @@ function renderRotation(key) {
             "Old secret",
             rotation.newSecretFirstUsedAt
               ? `Retires ${formatDateTime(rotation.oldSecretRetiresAt)}`
-              : `Retires ${formatDateTime(rotation.oldSecretRetiresAt)} at the latest; sooner once the new secret is used`,
+              : `Retires ${formatDateTime(rotation.oldSecretRetiresAt)} at the latest; ${formatSeconds(session.policy.rotationGraceSeconds)} after the new secret's first use if that is sooner`,
           ],
         );
         break;
@@ -660,7 +684,7 @@ function renderRotation(key) {
         break;
       case "LOCKED":
         warning = true;
-        text = `The rotation is locked: ${rotationLockReason(key)}. Nothing was released: the key keeps its current secret, which still works.`;
+        text = `The rotation is locked: ${ROTATION_LOCK_REASON[rotation.lockReason]?.(rotation) ?? "it was not verified"}. Nothing was released: the key keeps its current secret, which still works.`;
         break;
       case "CANCELLED":
         text = "The rotation was cancelled. The key keeps its current secret, which still works.";
@@ -677,7 +701,7 @@ function renderRotation(key) {
   $("#rotate-start").hidden = !rotatable;
   $("#rotate-start-hint").hidden = !rotatable;
   const code = $("#rotation-code");
-  code.hidden = rotation?.status !== "PENDING_VERIFICATION";
+  code.hidden = rotation?.status !== "PENDING_VERIFICATION" || !startedByMe(rotation);
   code.href = `${keyHash(key)}/rotation`;
   $("#cancel-rotation").hidden = !["PENDING_VERIFICATION", "VERIFIED"].includes(rotation?.status);
 }
@@ -707,6 +731,9 @@ function showRotate(key) {
     `${key.expiresAt ? `The key expires ${formatDateTime(key.expiresAt)}.` : "The key does not expire."} ` +
     "To renew it, give a new expiry, in your local time: it takes effect when the new secret is released. " +
     "Leave it empty to keep the current one.";
+  $("#rotate-step-overlap").textContent =
+    `The current secret keeps working ${overlapText()}. The key’s page shows when. ` +
+    "Switch your clients to the new secret within that time.";
   $("#rotate-back").href = keyHash(key);
   showScreen("rotate");
 }
@@ -731,9 +758,10 @@ async function rotateKey(event) {
   }
 }
 
-// The rotation's verification screen, while it waits for its code; otherwise the key.
+// The rotation's verification screen, while it waits for the signed-in admin's code;
+// otherwise the key (another admin's rotation can only be followed or cancelled there).
 function showRotation(key) {
-  if (ROTATION.waiting(key)) screen.leave = showVerify(ROTATION, key, session, screens);
+  if (ROTATION.waiting(key) && startedByMe(key.rotation)) screen.leave = showVerify(ROTATION, key, session, screens);
   else present(key);
 }
 
@@ -763,7 +791,7 @@ async function start() {
 
   if (session.token) {
     try {
-      session.me = (await graphql(ME, {}, { token: session.token })).me;
+      ({ me: session.me, policy: session.policy } = await graphql(ME, {}, { token: session.token }));
     } catch (error) {
       session.token = null;
       sessionStorage.removeItem(TOKEN_STORAGE);

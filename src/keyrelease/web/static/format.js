@@ -29,6 +29,15 @@ export function formatDuration(duration) {
   return unit ? plural(Number(duration.slice(0, -1)), unit) : duration;
 }
 
+// A number of seconds (a setting such as the rotation's grace) in its largest whole unit:
+// 86400 is "1 day", 5400 "90 minutes": exact, never rounded.
+export function formatSeconds(seconds) {
+  for (const [unit, size] of [["day", 86_400], ["hour", 3_600], ["minute", 60]]) {
+    if (seconds >= size && seconds % size === 0) return plural(seconds / size, unit);
+  }
+  return plural(seconds, "second");
+}
+
 export function deliveryText(delivery) {
   if (!delivery) return "";
   switch (delivery.status) {

@@ -37,6 +37,8 @@ const KEY_FIELDS = `
       releasedAt
       newSecretFirstUsedAt
       oldSecretRetiresAt
+      lockReason
+      requestedBy
     }
   }
 `;
@@ -44,7 +46,7 @@ const KEY_FIELDS = `
 export const ME = `
   query Me {
     me { name email institution { name } }
-    policy { expiryNotices }
+    policy { expiryNotices rotationGraceSeconds rotationMaxOverlapSeconds }
   }
 `;
 
@@ -70,13 +72,9 @@ export const EXPIRING_KEYS = `
   }
 `;
 
-// The key's events say why its latest rotation locked (the detail of ROTATION_LOCKED).
 export const KEY = `
   query Key($id: ID!) {
-    key(id: $id) {
-      ...KeyFields
-      events { type at detail }
-    }
+    key(id: $id) { ...KeyFields }
   }
   ${KEY_FIELDS}
 `;
