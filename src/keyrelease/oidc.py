@@ -71,7 +71,7 @@ class OpenIDConnectClient:
         self.clock = clock
         self.timeout = timeout
         self.discovery_ttl = timedelta(seconds=discovery_ttl)
-        self._transport = transport
+        self.transport = transport
         self._cache: dict[str, _Discovered] = {}
 
     # -- HTTP ----------------------------------------------------------------------------------
@@ -79,7 +79,7 @@ class OpenIDConnectClient:
     async def _request(self, issuer: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """One request, bounded by ``timeout`` in all (connect, send, every read)."""
         try:
-            async with httpx.AsyncClient(transport=self._transport, timeout=self.timeout, follow_redirects=False) as http:
+            async with httpx.AsyncClient(transport=self.transport, timeout=self.timeout, follow_redirects=False) as http:
                 return await asyncio.wait_for(http.request(method, url, **kwargs), self.timeout)
         except (httpx.TimeoutException, TimeoutError):
             raise ProviderUnavailable(

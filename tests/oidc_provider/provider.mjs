@@ -30,8 +30,9 @@ const provider = new Provider(config.issuer, {
   claims: {
     openid: ['sub'],
     email: ['email', 'email_verified'],
-    profile: ['name'],
-    groups: ['groups'],
+    // groups comes with the profile, as a provider configured to add its groups claim to
+    // the ID token sends it (docs/sso.md).
+    profile: ['name', 'groups'],
   },
   // The claims of the requested scopes go into the ID token, as Entra ID, Google, Okta and
   // Keycloak put them there.
@@ -46,7 +47,7 @@ const provider = new Provider(config.issuer, {
   // No consent screen: a registered client is granted what it asks for.
   async loadExistingGrant(ctx) {
     const grant = new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId: ctx.oidc.session.accountId });
-    grant.addOIDCScope('openid email profile groups');
+    grant.addOIDCScope('openid email profile');
     await grant.save();
     return grant;
   },
