@@ -10,6 +10,7 @@ import { $, announce, clearErrors, h, setBusy, setFieldError, showScreen } from 
 import { deliveryText, formatDateTime, formatDuration } from "./format.js";
 import { ApiError, graphql } from "./graphql.js";
 import { CREATE_KEY, EXPIRING_KEYS, KEY, KEYS, ME, REVEAL_KEY, REVOKE_KEY } from "./operations.js";
+import { continueWithInstitution, endSession } from "./sign_in.js";
 import { showVerify } from "./verify.js";
 
 const TOKEN_STORAGE = "keyrelease.adminToken";
@@ -34,6 +35,8 @@ const KIND_LABEL = { INSTITUTIONAL: "Institutional", PARTNER: "Partner" };
 // answer that arrives for an older ticket is dropped.
 const session = {
   token: sessionStorage.getItem(TOKEN_STORAGE),
+  // Signed in with the institution's identity provider: the session is an HttpOnly cookie.
+  cookie: false,
   me: null,
   // The "Expiring soon" horizon (a duration such as "30d"), set at sign-in.
   expiringWithin: EXPIRING_WITHIN,
@@ -44,7 +47,7 @@ const session = {
       return await graphql(query, variables, { token: session.token });
     } catch (error) {
       if (error instanceof ApiError && error.code === "UNAUTHENTICATED") {
-        signOut("Your admin token is no longer accepted. Sign in again.");
+        signOut(session.cookie ? error.message : "Your admin token is no longer accepted. Sign in again.");
       }
       throw error;
     }
@@ -82,7 +85,7 @@ function route() {
   if (hash && !hash.startsWith("#/")) return;
   leaveScreen();
   session.ticket += 1;
-  if (!session.token || !session.me) {
+  if (!session.me) {
     showSignIn();
     return;
   }
@@ -98,8 +101,29 @@ function showSignIn(message = "") {
   const input = $("#token");
   input.value = "";
   clearErrors($("#sign-in-form"));
+  clearErrors($("#sso-form"));
   if (message) setFieldError(input, message);
   showScreen("sign-in");
+}
+
+async function continueSignIn(event) {
+  event.preventDefault();
+  const input = $("#work-email");
+  const button = event.currentTarget.querySelector("button[type=submit]");
+  clearErrors(event.currentTarget);
+  const email = input.value.trim();
+  if (!email) {
+    setFieldError(input, "Enter your work email.");
+    input.focus();
+    return;
+  }
+  setBusy(button, true);
+  const problem = await continueWithInstitution(email);
+  setBusy(button, false);
+  if (problem) {
+    setFieldError(input, problem);
+    input.focus();
+  }
 }
 
 async function signIn(event) {
@@ -139,6 +163,8 @@ async function signIn(event) {
 }
 
 function signOut(message = "") {
+  if (session.cookie) endSession();
+  session.cookie = false;
   session.token = null;
   session.me = null;
   sessionStorage.removeItem(TOKEN_STORAGE);
@@ -524,6 +550,7 @@ async function revoke() {
 
 async function start() {
   $("#sign-in-form").addEventListener("submit", signIn);
+  $("#sso-form").addEventListener("submit", continueSignIn);
   $("#sign-out").addEventListener("click", () => signOut());
   $("#status-filter").addEventListener("change", changeFilter);
   $("#filter-form").addEventListener("submit", (event) => event.preventDefault());
@@ -550,6 +577,16 @@ async function start() {
       renderAccount();
       showSignIn(error.code === "UNAUTHENTICATED" ? "Your session has ended. Sign in again." : error.message);
       return;
+    }
+  } else {
+    // Back from the identity provider, or a reload: the session cookie, if there is one.
+    try {
+      const data = await graphql(ME);
+      session.me = data.me;
+      session.cookie = true;
+      session.expiringWithin = data.policy.expiryNotices[0] ?? EXPIRING_WITHIN;
+    } catch {
+      session.me = null;
     }
   }
   renderAccount();
