@@ -77,7 +77,7 @@ class Provider:
     def _write_accounts(self) -> None:
         self.accounts_file.write_text(json.dumps(self.accounts))
 
-    def account(self, login: str, *, email: str, email_verified: bool = True, name: str = "", **claims: Any) -> str:
+    def account(self, login: str, *, email: str, email_verified: bool | None = True, name: str = "", **claims: Any) -> str:
         """Create or replace the account ``login``; returns the login."""
         self.accounts[login] = {"email": email, "email_verified": email_verified, "name": name, **claims}
         self._write_accounts()

@@ -371,6 +371,13 @@ async def test_an_unverified_email_is_refused(client, clock, provider):
     assert await Admin.all().count() == 0
 
 
+async def test_entra_ids_verified_domain_claim_stands_for_email_verified(client, clock, provider):
+    await configure(clock, provider)
+    login = admin_account(provider, "entra", "entra@uni.example", email_verified=None, xms_edov=True)
+    assert (await sign_in(client, "entra@uni.example", login)).status_code == 303
+    assert (await me(client))["data"]["me"]["email"] == "entra@uni.example"
+
+
 async def test_an_email_outside_the_institutions_domains_is_refused(client, clock, provider):
     await configure(clock, provider)
     login = admin_account(provider, "outsider", "outsider@gmail.example")

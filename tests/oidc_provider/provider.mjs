@@ -29,7 +29,7 @@ const provider = new Provider(config.issuer, {
   ...(config.jwks ? { jwks: config.jwks } : {}),
   claims: {
     openid: ['sub'],
-    email: ['email', 'email_verified'],
+    email: ['email', 'email_verified', 'xms_edov'],
     // groups comes with the profile, as a provider configured to add its groups claim to
     // the ID token sends it (docs/sso.md).
     profile: ['name', 'groups'],

@@ -39,6 +39,7 @@ class SessionService:
         """A new session for the admin; its value (for the cookie) is returned only here."""
         value = secrets.token_urlsafe(_SESSION_BYTES)
         now = self.clock.now()
+        await AdminSession.filter(expires_at__lt=now - timedelta(days=1)).delete()  # long over: nothing to keep
         await AdminSession.create(
             id_hash=credentials.hash_secret(value),
             admin_id=admin_id,

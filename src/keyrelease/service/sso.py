@@ -24,7 +24,7 @@ message the admin sees; nothing is written before the last check passes except t
 3. the code is exchanged and the ID token checked in full by the provider client (signature
    against the provider's JWKS, ``iss``, ``aud``, ``exp``, ``iat``, ``nonce``); a provider that
    does not answer within the bounded wait is reported as unavailable;
-4. ``email_verified`` is true, the email is in the institution's domains, the admin claim
+4. ``email_verified`` is true (or Entra ID's ``xms_edov``), the email is in the institution's domains, the admin claim
    (when configured) matches; a known admin the provider no longer marks as admin is
    disabled at once (:func:`keyrelease.service.offboarding.disable_admin`) and refused;
 5. a disabled admin is refused;
@@ -432,7 +432,8 @@ class SignIn:
             return _refused("no_email", "Your identity provider gave no email address for you (the email scope and claim). "
                             "Ask your institution's identity team.", 403)
         email = email.strip().lower()
-        if claims.get("email_verified") is not True:
+        # Entra ID sends no email_verified; its xms_edov says the tenant verified the domain.
+        if claims.get("email_verified") is not True and claims.get("xms_edov") is not True:
             return _refused("email_unverified", f"Your identity provider has not verified your email address {email}. "
                             "Verify it there, then sign in again.", 403)
         domains = await IdentityProviderDomain.filter(provider_id=provider.id).values_list("domain", flat=True)
