@@ -217,6 +217,42 @@ async def test_over_https_the_cookies_are_host_prefixed_and_secure(app, clock, p
         assert body["data"]["me"]["email"] == "sec@uni.example"
 
 
+class Counting(httpx.AsyncBaseTransport):
+    """keyrelease's connection to the provider, counting the requests by path."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.paths: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_discovery_is_cached_for_its_lifetime_then_read_again(app, client, clock, provider):
+    await configure(clock, provider)
+    counting = app.state.services.sign_in.client.transport = Counting()
+    login = admin_account(provider, "cached", "cached@uni.example")
+    for _ in range(3):
+        assert (await sign_in(client, "cached@uni.example", login)).status_code == 303
+    discovery = "/.well-known/openid-configuration"
+    assert counting.paths.count(discovery) == 1 and counting.paths.count("/jwks") == 1
+    clock.advance(3601)  # KEYRELEASE_SSO_DISCOVERY_TTL_SECONDS: an hour
+    assert (await start(client, "cached@uni.example")).status_code == 200
+    assert counting.paths.count(discovery) == 2
+
+
+@pytest.mark.parametrize("env_overrides", [{"KEYRELEASE_PUBLIC_URL": PUBLIC, "KEYRELEASE_RATE_LIMIT_SIGN_IN_IP": "3/minute"}])
+async def test_sign_ins_are_rate_limited_per_client_address(client, clock, provider):
+    await configure(clock, provider)
+    answers = [await start(client, "flood@uni.example") for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    refused = await client.get("/sso/callback?state=x&code=y")
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+    assert refused.json()["error"] == "Too many requests; try again later."
+    assert await SignInRequest.all().count() == 3
+
+
 # -- failure paths: one message each, nothing half-done --------------------------------------
 
 

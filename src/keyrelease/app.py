@@ -116,7 +116,9 @@ def create_app(
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             *secret_scanning,
-            *SignInEndpoints(services.sign_in, cookies).routes(),  # the console's sign-in with an identity provider
+            *SignInEndpoints(
+                services.sign_in, cookies, limiter=services.limiter, trusted_proxies=settings.trusted_proxies
+            ).routes(),  # the console's sign-in with an identity provider
             *web.routes(graphiql=settings.graphiql),  # the admin console at /, the partner page at /partner
         ],
         middleware=[

@@ -468,6 +468,7 @@ SETTINGS: tuple[Setting, ...] = (
     _rate_limit("admin", "GraphQL mutations per admin"),
     _rate_limit("admin_query", "authenticated GraphQL query requests per admin"),
     _rate_limit("secret_scanning_ip", "secret-scanning reports per client address"),
+    _rate_limit("sign_in_ip", "sign-ins started and provider answers received per client address"),
     Setting("RATE_LIMIT_STORE", LIMITS, "where rate-limit counters live (auto: memory on SQLite, else database)",
             "auto", OneOf(("auto", "database", "memory"))),
     Setting("TRUSTED_PROXIES", LIMITS, "comma-separated addresses or CIDR networks whose X-Forwarded-For is read",

@@ -27,7 +27,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from keyrelease import client_address
+from keyrelease.client_address import IPNetwork
 from keyrelease.models import Admin
+from keyrelease.service.ratelimit import RateLimiter
 from keyrelease.service.sessions import SessionService
 from keyrelease.service.sso import SignIn, SignInRefused
 from keyrelease.web import PAGE_HEADERS
@@ -87,9 +90,21 @@ class SessionCookies:
 
 
 class SignInEndpoints:
-    def __init__(self, sign_in: SignIn, cookies: SessionCookies) -> None:
+    def __init__(
+        self, sign_in: SignIn, cookies: SessionCookies, *, limiter: RateLimiter, trusted_proxies: tuple[IPNetwork, ...]
+    ) -> None:
         self.sign_in = sign_in
         self.cookies = cookies
+        self.limiter = limiter
+        self.trusted_proxies = trusted_proxies
+
+    async def _limited(self, request: Request) -> Response | None:
+        limited = await self.limiter.sign_in(client_address.of_request(request, self.trusted_proxies))
+        if limited is None:
+            return None
+        response = _error(limited.message, "rate_limited", 429)
+        response.headers["Retry-After"] = str(limited.retry_after)
+        return response
 
     def routes(self) -> list[Route]:
         return [
@@ -99,6 +114,8 @@ class SignInEndpoints:
         ]
 
     async def start(self, request: Request) -> Response:
+        if (limited := await self._limited(request)) is not None:
+            return limited
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return _error("Send the email as JSON: {\"email\": \"you@university.edu\"}.", "bad_request", 415)
         body = await request.body()
@@ -116,6 +133,8 @@ class SignInEndpoints:
         return response
 
     async def callback(self, request: Request) -> Response:
+        if (limited := await self._limited(request)) is not None:
+            return limited
         query = request.query_params
         outcome = await self.sign_in.finish(
             state=query.get("state", ""),
