@@ -499,3 +499,55 @@ def test_set_show_and_remove_idp_from_the_cli_never_show_or_store_the_secret(bac
     assert removed.returncode == 0
     gone = run_cli(env, "institution", "show-idp", "--institution", "Cli U")
     assert gone.returncode == 2 and gone.stderr.strip() == "error: no identity provider is set for the institution 'Cli U'"
+
+
+class Hanging(httpx.AsyncBaseTransport):
+    """keyrelease's connection to the provider, where the code exchange never gets an answer."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/token"):
+            await asyncio.Event().wait()
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_code_exchange_that_gets_no_answer_is_waited_for_a_bounded_time(app, client, clock, provider):
+    await configure(clock, provider)
+    login = admin_account(provider, "hanging", "hanging@uni.example")
+    url = await answer(client, "hanging@uni.example", login)
+    app.state.services.sign_in.client.transport = Hanging()
+    back = await asyncio.wait_for(come_back(client, url), 20)
+    assert back.status_code == 502
+    assert failure(back).endswith("did not answer within 2 seconds. Nothing changed; try again in a moment.")
+    await nothing_signed_in(client)
+    assert await Admin.all().count() == 0
+
+
+async def test_a_code_the_provider_refuses_is_reported(client, clock, provider):
+    await configure(clock, provider)
+    url = await answer(client, "badcode@uni.example", admin_account(provider, "badcode", "badcode@uni.example"))
+    back = await come_back(client, url.replace("code=", "code=x"))
+    assert back.status_code == 502
+    assert failure(back) == "The identity provider refused the sign-in code (invalid_grant). Start again from the sign-in page."
+    await nothing_signed_in(client)
+
+
+async def test_an_answer_to_no_sign_in_is_refused(client, clock, provider):
+    await configure(clock, provider)
+    client.cookies.set("keyrelease-sign-in", "made-up-state")
+    back = await client.get("/sso/callback?state=made-up-state&code=abc")
+    assert back.status_code == 400
+    assert failure(back) == "This sign-in answer is not one keyrelease is waiting for. Start again from the sign-in page."
+    await nothing_signed_in(client)
+
+
+async def test_an_email_that_is_another_admins_is_refused(client, clock, provider):
+    await configure(clock, provider)
+    await create_admin(clock, institution="Other U", email="taken@uni.example")
+    back = await sign_in(client, "taken@uni.example", admin_account(provider, "taken", "taken@uni.example"))
+    assert back.status_code == 409
+    assert failure(back) == "The email taken@uni.example belongs to another keyrelease admin. Ask whoever runs keyrelease."
+    await nothing_signed_in(client)
+    assert await Admin.all().count() == 1
