@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from identity_provider import CLIENT_ID, CLIENT_SECRET, Provider, needs_node, running_provider
-from test_web_console import CHROMIUM, CHROMIUM_ARGS, LiveApp
+from test_web_console import LiveApp, browser  # noqa: F401  (browser: the module's Chromium, a fixture)
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, Page, expect  # noqa: E402
@@ -59,16 +59,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, migrated_template: Path, po
     live.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
-def page(browser: Browser, server: LiveApp) -> Iterator[Page]:
+def page(browser: Browser, server: LiveApp) -> Iterator[Page]:  # noqa: F811  (the imported fixture)
     """A fresh browser context; the test fails on a script error of the console's pages (the
     provider's own development pages are not ours to judge)."""
     context = browser.new_context(base_url=server.url, viewport={"width": 1024, "height": 800}, locale="en-GB", timezone_id="UTC")
