@@ -24,6 +24,7 @@ import pytest
 from dbutil import dump
 from environment import BACKENDS, empty_postgres
 from identity_provider import CLIENT_ID, CLIENT_SECRET, Provider, Tampering, needs_node, running_provider, sign_in_at_provider
+from keyrelease import sealing
 from keyrelease.clock import FrozenClock
 from keyrelease.models import Admin, AdminSession, ApiKey, SignInRequest
 from keyrelease.service.admins import create_admin
@@ -551,3 +552,24 @@ async def test_an_email_that_is_another_admins_is_refused(client, clock, provide
     assert failure(back) == "The email taken@uni.example belongs to another keyrelease admin. Ask whoever runs keyrelease."
     await nothing_signed_in(client)
     assert await Admin.all().count() == 1
+
+
+async def test_a_client_secret_sealed_under_another_server_secret_is_reported_not_used(app, client, clock, provider):
+    await configure(clock, provider)
+    app.state.services.sign_in._secret = b"another-server-secret-0123456789abcdef"
+    refused = await start(client, "rotated@uni.example")
+    assert refused.status_code == 500
+    assert refused.json()["error"] == "Your institution's sign-in is not configured correctly. Tell whoever runs keyrelease."
+    assert await SignInRequest.all().count() == 0
+
+
+def test_a_sealed_secret_opens_only_with_its_server_secret_purpose_and_context():
+    sealed = sealing.seal(b"s" * 32, "purpose", "1", "the secret")
+    assert "the secret" not in sealed and sealed != sealing.seal(b"s" * 32, "purpose", "1", "the secret")  # a new nonce each time
+    assert sealing.unseal(b"s" * 32, "purpose", "1", sealed) == "the secret"
+    for secret, purpose, context, value in [
+        (b"t" * 32, "purpose", "1", sealed), (b"s" * 32, "other", "1", sealed), (b"s" * 32, "purpose", "2", sealed),
+        (b"s" * 32, "purpose", "1", sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]), (b"s" * 32, "purpose", "1", "plain"),
+    ]:
+        with pytest.raises(sealing.SealBroken):
+            sealing.unseal(secret, purpose, context, value)
