@@ -268,6 +268,9 @@ async def test_an_email_of_no_configured_domain_is_told_so(client, clock, provid
     assert refused.status_code == 404
     assert refused.json()["error"].startswith("No institution signs in with email addresses at elsewhere.example.")
     assert (await start(client, "not an email")).json()["reason"] == "not_an_email"
+    assert (await client.post("/sso/start", json={"email": "a@uni.example", "pad": "x" * 5000})).status_code == 413
+    assert (await client.post("/sso/start", content=b"[1]", headers={"Content-Type": "application/json"})).status_code == 400
+    assert (await client.post("/sso/start", data={"email": "a@uni.example"})).status_code == 415
     assert await SignInRequest.all().count() == 0
 
 

@@ -21,6 +21,7 @@ public URL's origin.
 from __future__ import annotations
 
 import html
+import json
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
@@ -118,9 +119,13 @@ class SignInEndpoints:
             return limited
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return _error("Send the email as JSON: {\"email\": \"you@university.edu\"}.", "bad_request", 415)
-        body = await request.body()
+        body = b""
+        async for chunk in request.stream():  # read no more than a sign-in can need
+            body += chunk
+            if len(body) > _MAX_EMAIL_BODY:
+                return _error("The request is too large for a sign-in.", "too_large", 413)
         try:
-            email = (await request.json()).get("email") if len(body) <= _MAX_EMAIL_BODY else None
+            email = json.loads(body).get("email")
         except (ValueError, AttributeError):
             email = None
         if not isinstance(email, str):
