@@ -32,6 +32,7 @@ from keyrelease.oauth.endpoints import OAuthEndpoints, TokenEndpoint
 from keyrelease.request_id import RequestId
 from keyrelease.secret_scanning.github import GitHubSecretScanning
 from keyrelease.services import background, build_services
+from keyrelease.web.sign_in import SessionCookies, SignInEndpoints
 
 log = logging.getLogger("keyrelease")
 #: The OAuth endpoints' prefix: a request under it that gets a 503 gets it in RFC 6749's shape.
@@ -55,6 +56,7 @@ def create_app(
         limiter=services.limiter,
         trusted_proxies=settings.trusted_proxies,
     )
+    cookies = SessionCookies(services.sessions, settings.public_url, sign_in_seconds=settings.sso_request_ttl_seconds)
     schema = build_schema(
         introspection=settings.graphql_introspection,
         max_depth=settings.graphql_max_depth,
@@ -71,6 +73,7 @@ def create_app(
             graphiql=settings.graphiql,
             max_unauthenticated_bytes=settings.graphql_max_unauthenticated_bytes,
             expiry_notices=services.notices.thresholds,
+            session_cookies=cookies,
         ),
         settings.max_body_bytes,
     )
@@ -113,6 +116,9 @@ def create_app(
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             *secret_scanning,
+            *SignInEndpoints(
+                services.sign_in, cookies, limiter=services.limiter, trusted_proxies=settings.trusted_proxies
+            ).routes(),  # the console's sign-in with an identity provider
             *web.routes(graphiql=settings.graphiql),  # the admin console at /, the partner page at /partner
         ],
         middleware=[

@@ -1,4 +1,4 @@
-"""The ``keyrelease`` command: serve, migrate, worker, admin, keys, plugins, settings."""
+"""The ``keyrelease`` command: serve, migrate, worker, admin, institution, keys, plugins, settings."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from keyrelease import config, db, logs
 from keyrelease.clock import SystemClock
 from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
 from keyrelease.service.admins import DEFAULT_TTL_DAYS, MAX_TTL_DAYS
+
+if TYPE_CHECKING:
+    from keyrelease.service.sso import ProviderSummary
 
 T = TypeVar("T")
 
@@ -170,6 +173,61 @@ def cmd_admin_list(args: argparse.Namespace) -> int:
                 f"  token {token.id}\t{token.state(now)}\tcreated {_when(token.created_at)}"
                 f"\texpires {_when(token.expires_at)}\trevoked {_when(token.revoked_at)}"
             )
+    return 0
+
+
+def cmd_institution_set_idp(args: argparse.Namespace) -> int:
+    from keyrelease.service.sso import set_provider
+
+    path = Path(args.client_secret_file)
+    try:
+        client_secret = (sys.stdin.read() if args.client_secret_file == "-" else path.read_text()).strip()
+    except (OSError, UnicodeDecodeError) as err:
+        print(f"error: cannot read the client secret from {path}: {getattr(err, 'strerror', None) or type(err).__name__}",
+              file=sys.stderr)
+        return 2
+    settings = _settings()
+    done = _admin_outcome(lambda: set_provider(
+        SystemClock(), settings.secret_key, institution=args.institution, issuer=args.issuer, client_id=args.client_id,
+        client_secret=client_secret, admin_claim=args.admin_claim, email_domains=args.email_domain,
+    ))
+    if done is None:
+        return 2
+    print(f"identity provider set for {done.institution!r} (the client secret is stored encrypted, never shown):")
+    _print_provider(done)
+    print(f"register this redirect URI at the provider: {settings.public_url}/sso/callback")
+    return 0
+
+
+def _print_provider(provider: ProviderSummary) -> None:
+    print(f"  issuer        {provider.issuer}")
+    print(f"  client id     {provider.client_id}")
+    print("  client secret (set; never shown)")
+    print(f"  admin claim   {provider.admin_claim or '- (every user of the domains below may sign in as an admin)'}")
+    print(f"  email domains {', '.join(provider.domains)}")
+    print(f"  updated       {_when(provider.updated_at)}")
+
+
+def cmd_institution_show_idp(args: argparse.Namespace) -> int:
+    from keyrelease.service.sso import show_provider
+
+    done = _admin_outcome(lambda: show_provider(args.institution))
+    if done is None:
+        return 2
+    print(f"identity provider of {done.institution!r}:")
+    _print_provider(done)
+    return 0
+
+
+def cmd_institution_remove_idp(args: argparse.Namespace) -> int:
+    from keyrelease.service.sso import remove_provider
+
+    removed = _admin_outcome(lambda: remove_provider(args.institution))
+    if not removed:
+        print(f"error: no identity provider is set for the institution {args.institution.strip()!r}", file=sys.stderr)
+        return 2
+    print(f"identity provider of {args.institution.strip()!r} removed: its admins sign in with admin tokens only; "
+          "console sessions already open run to their end")
     return 0
 
 
@@ -404,6 +462,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     enable.add_argument("--email", required=True)
     enable.set_defaults(func=cmd_admin_enable)
+
+    institution = sub.add_parser("institution", help="Manage an institution's identity provider (sign-in).")
+    institution_sub = institution.add_subparsers(dest="institution_command", required=True)
+    set_idp = institution_sub.add_parser(
+        "set-idp",
+        help="Set (or replace) the institution's OpenID Connect provider for console sign-in.",
+        description="Set the institution's OpenID Connect provider: its admins sign in to the console with it, "
+        "found by their email's domain. The client secret is read from a file and stored encrypted under the "
+        "server secret, never shown. The institution is created if new. See docs/sso.md.",
+    )
+    set_idp.add_argument("--institution", required=True)
+    set_idp.add_argument("--issuer", required=True, help="The provider's issuer URL (its discovery document's issuer).")
+    set_idp.add_argument("--client-id", required=True)
+    set_idp.add_argument("--client-secret-file", required=True, metavar="FILE",
+                         help="File holding the client secret on one line (- for standard input).")
+    set_idp.add_argument("--admin-claim", metavar="CLAIM=VALUE",
+                         help="Only users whose ID token has this claim (or a list claim containing VALUE) are admins.")
+    set_idp.add_argument("--email-domain", required=True, action="append", metavar="DOMAIN",
+                         help="An email domain of the institution (repeat for several).")
+    set_idp.set_defaults(func=cmd_institution_set_idp)
+    show_idp = institution_sub.add_parser("show-idp", help="Show the institution's identity provider (never its secret).")
+    show_idp.add_argument("--institution", required=True)
+    show_idp.set_defaults(func=cmd_institution_show_idp)
+    remove_idp = institution_sub.add_parser("remove-idp", help="Remove the institution's identity provider.")
+    remove_idp.add_argument("--institution", required=True)
+    remove_idp.set_defaults(func=cmd_institution_remove_idp)
 
     keys = sub.add_parser("keys", help="Manage API keys.")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

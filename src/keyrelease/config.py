@@ -18,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from keyrelease import expiry, files, validation
+from keyrelease import expiry, files, oidc, validation
 from keyrelease.client_address import IPNetwork, parse_networks
 from keyrelease.db import PoolSettings
 from keyrelease.exceptions import ConfigError, TemplateError
@@ -27,7 +27,7 @@ from keyrelease.mail import dispatcher as delivery
 from keyrelease.mail.templates import MailTemplates, load_templates
 from keyrelease.policy import VerificationPolicy
 from keyrelease.secret_scanning.public_keys import PublicKeysError, ScanningKeys, load_keys
-from keyrelease.service import rotation
+from keyrelease.service import rotation, sessions, sso
 from keyrelease.service.admins import DEFAULT_TTL_DAYS, MAX_TTL_DAYS
 from keyrelease.service.ratelimit import Rate, RateLimits
 
@@ -326,6 +326,11 @@ def _not_below_the_first_delay(value: int, values: Values) -> None:
         raise ValueError("must not be less than KEYRELEASE_MAIL_RETRY_FIRST_SECONDS")
 
 
+def _not_below_the_idle_timeout(value: int, values: Values) -> None:
+    if value < values["session_idle_seconds"]:
+        raise ValueError("must not be less than KEYRELEASE_SESSION_IDLE_SECONDS")
+
+
 def _allowed_in_this_environment(value: str, values: Values) -> None:
     if values["env"] == "production" and value in DEVELOPMENT_TRANSPORTS:
         raise ValueError(
@@ -343,9 +348,9 @@ def _hidden_password(url: str) -> str:
 #: The headings of docs/configuration.md, in its order; ``keyrelease settings`` follows them.
 SECTIONS = (
     "Core", "Verification policy", "An admin's budget", "Mail", "Access tokens", "Database and request bounds",
-    "Connections", "GraphQL", "Secret scanning", "Rate limits, admin tokens and logs",
+    "Connections", "GraphQL", "Secret scanning", "Rate limits, admin tokens and logs", "Sign-in and sessions",
 )
-CORE, POLICY, BUDGET, MAIL, TOKENS, DATABASE, CONNECTIONS, GRAPHQL, SCANNING, LIMITS = SECTIONS
+CORE, POLICY, BUDGET, MAIL, TOKENS, DATABASE, CONNECTIONS, GRAPHQL, SCANNING, LIMITS, SIGN_IN = SECTIONS
 _MAX_PER_ADMIN = Whole(1, 100_000)
 
 
@@ -463,6 +468,7 @@ SETTINGS: tuple[Setting, ...] = (
     _rate_limit("admin", "GraphQL mutations per admin"),
     _rate_limit("admin_query", "authenticated GraphQL query requests per admin"),
     _rate_limit("secret_scanning_ip", "secret-scanning reports per client address"),
+    _rate_limit("sign_in_ip", "sign-ins started and provider answers received per client address"),
     Setting("RATE_LIMIT_STORE", LIMITS, "where rate-limit counters live (auto: memory on SQLite, else database)",
             "auto", OneOf(("auto", "database", "memory"))),
     Setting("TRUSTED_PROXIES", LIMITS, "comma-separated addresses or CIDR networks whose X-Forwarded-For is read",
@@ -477,6 +483,16 @@ SETTINGS: tuple[Setting, ...] = (
             DEFAULT_TTL_DAYS, Whole(1, MAX_TTL_DAYS)),
     Setting("LOG_FORMAT", LIMITS, "text for people, json (one object per line) for log collectors",
             "text", OneOf(("text", "json"))),
+    Setting("SESSION_IDLE_SECONDS", SIGN_IN, "a console session ends after this long without a request",
+            sessions.DEFAULT_IDLE_SECONDS, Whole(60, 86400)),
+    Setting("SESSION_LIFETIME_SECONDS", SIGN_IN, "and this long after sign-in, however active",
+            sessions.DEFAULT_LIFETIME_SECONDS, Whole(300, 30 * 86400), check=_not_below_the_idle_timeout),
+    Setting("SSO_TIMEOUT_SECONDS", SIGN_IN, "the longest wait for an identity provider's answer",
+            oidc.DEFAULT_TIMEOUT_SECONDS, Whole(1, 60)),
+    Setting("SSO_DISCOVERY_TTL_SECONDS", SIGN_IN, "how long a provider's discovery document and keys are reused",
+            oidc.DEFAULT_DISCOVERY_TTL_SECONDS, Whole(0, 86400)),
+    Setting("SSO_REQUEST_TTL_SECONDS", SIGN_IN, "how long a sign-in at the provider may take",
+            sso.DEFAULT_REQUEST_TTL_SECONDS, Whole(60, 3600)),
 )
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 _BY_FIELD = {setting.field: setting for setting in SETTINGS}
@@ -552,6 +568,11 @@ class Settings:
     secret_scanning_max_body_bytes: int
     admin_token_ttl_days: int
     log_format: str
+    session_idle_seconds: int
+    session_lifetime_seconds: int
+    sso_timeout_seconds: int
+    sso_discovery_ttl_seconds: int
+    sso_request_ttl_seconds: int
     #: Environment the settings were read from; transports read their own variables from it.
     environ: Mapping[str, str] = field(repr=False)
 

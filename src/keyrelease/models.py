@@ -469,3 +469,107 @@ class AdminBudgetEntry(Model):
     class Meta:
         table = "admin_budget_entry"
         indexes = (("admin_id", "item", "at_ms"),)
+
+
+class IdentityProvider(Model):
+    """An institution's OpenID Connect provider (``keyrelease institution set-idp``, see
+    ``keyrelease.service.sso``). ``client_secret_sealed`` is the client secret encrypted under a
+    key derived from the server secret (:mod:`keyrelease.sealing`), never the secret itself."""
+
+    id = fields.IntField(primary_key=True)
+    institution: fields.OneToOneRelation[Institution] = fields.OneToOneField(
+        "models.Institution", related_name="identity_provider", on_delete=fields.CASCADE
+    )
+    issuer = fields.CharField(max_length=URL_MAX)
+    client_id = fields.CharField(max_length=NAME_MAX)
+    client_secret_sealed = fields.TextField()
+    #: The claim that marks an admin, and the value it must have (or contain), null for none.
+    admin_claim = fields.CharField(max_length=NAME_MAX, null=True)
+    admin_claim_value = fields.CharField(max_length=NAME_MAX, null=True)
+    created_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+
+    institution_id: int
+    domains: fields.ReverseRelation[IdentityProviderDomain]
+
+    class Meta:
+        table = "identity_provider"
+
+
+class IdentityProviderDomain(Model):
+    """An email domain whose admins sign in with ``provider``: one institution per domain."""
+
+    id = fields.IntField(primary_key=True)
+    provider: fields.ForeignKeyRelation[IdentityProvider] = fields.ForeignKeyField(
+        "models.IdentityProvider", related_name="domains", on_delete=fields.CASCADE
+    )
+    domain = fields.CharField(max_length=EMAIL_MAX, unique=True)
+
+    provider_id: int
+
+    class Meta:
+        table = "identity_provider_domain"
+
+
+class AdminIdentity(Model):
+    """Who an admin is at their institution's provider: the ID token's ``sub``, which stays
+    when their email or name changes (both are updated from the provider at each sign-in)."""
+
+    id = fields.IntField(primary_key=True)
+    admin: fields.OneToOneRelation[Admin] = fields.OneToOneField(
+        "models.Admin", related_name="identity", on_delete=fields.CASCADE
+    )
+    institution: fields.ForeignKeyRelation[Institution] = fields.ForeignKeyField(
+        "models.Institution", related_name="admin_identities", on_delete=fields.CASCADE
+    )
+    subject = fields.CharField(max_length=255)
+    created_at = fields.DatetimeField()
+
+    admin_id: int
+    institution_id: int
+
+    class Meta:
+        table = "admin_identity"
+        unique_together = (("institution_id", "subject"),)
+
+
+class SignInRequest(Model):
+    """One authorization request sent to a provider, waiting for its answer.
+
+    ``state_hash`` is the SHA-256 of the ``state`` sent (the state itself lives only in the
+    browser); the PKCE verifier and the nonce are derived from the state and the server
+    secret, so this row alone can finish no sign-in. ``used_at`` is set by the one conditional
+    update that accepts the answer: a replayed answer finds it set."""
+
+    state_hash = fields.CharField(max_length=64, primary_key=True)
+    provider: fields.ForeignKeyRelation[IdentityProvider] = fields.ForeignKeyField(
+        "models.IdentityProvider", related_name="sign_in_requests", on_delete=fields.CASCADE
+    )
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField(db_index=True)
+    used_at = fields.DatetimeField(null=True)
+
+    provider_id: int
+
+    class Meta:
+        table = "sign_in_request"
+
+
+class AdminSession(Model):
+    """A signed-in browser (``keyrelease.service.sessions``): only the SHA-256 of the cookie's
+    value is stored. It ends at ``ended_at`` (sign-out), ``idle_seconds`` after ``last_seen_at``,
+    or at ``expires_at``, whichever comes first."""
+
+    id_hash = fields.CharField(max_length=64, primary_key=True)
+    admin: fields.ForeignKeyRelation[Admin] = fields.ForeignKeyField(
+        "models.Admin", related_name="sessions", on_delete=fields.CASCADE
+    )
+    created_at = fields.DatetimeField()
+    last_seen_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField(db_index=True)
+    ended_at = fields.DatetimeField(null=True)
+
+    admin_id: int
+
+    class Meta:
+        table = "admin_session"

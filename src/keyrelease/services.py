@@ -22,6 +22,7 @@ from keyrelease.mail.plugins import TransportRegistry
 from keyrelease.mail.transport import Transport
 from keyrelease.oauth.signing_keys import load_key_ring
 from keyrelease.oauth.tokens import TokenIssuer
+from keyrelease.oidc import OpenIDConnectClient
 from keyrelease.service.clients import ClientAuthenticator, LastUseRecorder
 from keyrelease.service.keys import KeyService
 from keyrelease.service.leaks import LeakService
@@ -29,6 +30,8 @@ from keyrelease.service.notices import ExpiryNoticeService
 from keyrelease.service.passkeys import RelyingParty
 from keyrelease.service.ratelimit import DatabaseCounterStore, MemoryCounterStore, RateLimiter
 from keyrelease.service.rotation import RotationPolicy
+from keyrelease.service.sessions import SessionService
+from keyrelease.service.sso import SignIn
 
 log = logging.getLogger("keyrelease")
 sweep_log = logging.getLogger("keyrelease.worker")  # the sweep's records keep the name they always had
@@ -38,6 +41,8 @@ PRUNE_SECONDS = 60
 SWEEP_SECONDS = 15
 #: How often due expiry notices are sent: each goes out within a minute of its threshold.
 NOTICE_SECONDS = 30
+#: Where the identity provider sends the browser back (the redirect URI registered there: docs/sso.md).
+SIGN_IN_CALLBACK = "/sso/callback"
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,9 @@ class Services:
     limiter: RateLimiter
     last_use: LastUseRecorder
     clients: ClientAuthenticator
+    #: Console sessions, and the sign-in with an institution's identity provider that opens them.
+    sessions: SessionService
+    sign_in: SignIn
 
     @cached_property
     def issuer(self) -> TokenIssuer:
@@ -87,6 +95,15 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         rotation_policy=RotationPolicy(settings.rotation_grace_seconds, settings.rotation_max_overlap_seconds),
         relying_party=RelyingParty.of_url(settings.public_url),
     )
+    sessions = SessionService(clock, settings.session_idle_seconds, settings.session_lifetime_seconds)
+    sign_in = SignIn(
+        clock=clock,
+        server_secret=settings.secret_key,
+        redirect_uri=settings.public_url + SIGN_IN_CALLBACK,
+        client=OpenIDConnectClient(clock, timeout=settings.sso_timeout_seconds, discovery_ttl=settings.sso_discovery_ttl_seconds),
+        sessions=sessions,
+        request_ttl_seconds=settings.sso_request_ttl_seconds,
+    )
     return Services(
         settings=settings,
         clock=clock,
@@ -98,6 +115,8 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         limiter=RateLimiter(settings.rate_limits, store, clock),
         last_use=last_use,
         clients=ClientAuthenticator(clock=clock, last_use=last_use, rotations=keys.rotations),
+        sessions=sessions,
+        sign_in=sign_in,
     )
 
 

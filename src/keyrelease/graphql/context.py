@@ -18,6 +18,7 @@ from keyrelease.models import Admin
 from keyrelease.service import admins
 from keyrelease.service.keys import KeyService, parse_key_id
 from keyrelease.service.ratelimit import Limited, RateLimiter
+from keyrelease.web.sign_in import SessionCookies
 
 
 class ClientError(GraphQLError):
@@ -51,9 +52,13 @@ class Context:
     response: Response | None = None
     #: KEYRELEASE_EXPIRY_NOTICES, largest first (``policy { expiryNotices }``).
     expiry_notices: tuple[timedelta, ...] = ()
+    #: The console's session cookie (sign-in with an identity provider), checked when no
+    #: bearer token is sent; None: cookies are not read.
+    session_cookies: SessionCookies | None = None
     loaders: Loaders = field(default_factory=Loaders, init=False)
     _admin: Admin | None = field(default=None, init=False)
     _checked: bool = field(default=False, init=False)
+    _session_problem: str | None = field(default=None, init=False)
     #: Fields of a query run concurrently (aliases, siblings): the first to ask authenticates
     #: and counts the request; the others wait for its answer.
     _once: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
@@ -67,12 +72,16 @@ class Context:
                 scheme, _, token = header.partition(" ")
                 if scheme.lower() == "bearer" and token.strip():
                     self._admin = await admins.authenticate(self.clock, token.strip())
+                elif self.session_cookies is not None:
+                    self._admin, self._session_problem = await self.session_cookies.admin_of(self.request)
                 self._checked = True
         return self._admin
 
     async def admin(self) -> Admin:
         """The authenticated admin, or a clean UNAUTHENTICATED error."""
         admin = await self.admin_or_none()
+        if admin is None and self._session_problem is not None:
+            raise ClientError(self._session_problem, "UNAUTHENTICATED")
         if admin is None:
             sent = self.request.headers.get("authorization", "").strip()
             raise ClientError(TOKEN_NOT_ACCEPTED if sent else UNAUTHENTICATED, "UNAUTHENTICATED")

@@ -19,6 +19,7 @@ from keyrelease.clock import Clock
 from keyrelease.graphql.context import Context
 from keyrelease.service.keys import KeyService
 from keyrelease.service.ratelimit import RateLimiter
+from keyrelease.web.sign_in import SessionCookies
 
 #: The code of the refusal below (docs/api.md).
 DOCUMENT_TOO_LARGE = "DOCUMENT_TOO_LARGE"
@@ -40,6 +41,7 @@ class GraphQLView(GraphQL):
         graphiql: bool,
         max_unauthenticated_bytes: int,
         expiry_notices: tuple[timedelta, ...] = (),
+        session_cookies: SessionCookies | None = None,
     ) -> None:
         super().__init__(schema, graphql_ide="graphiql", allow_queries_via_get=False, subscription_protocols=())
         self._keys = keys
@@ -49,6 +51,7 @@ class GraphQLView(GraphQL):
         self._graphiql = graphiql
         self.max_unauthenticated_bytes = max_unauthenticated_bytes
         self._expiry_notices = expiry_notices
+        self._session_cookies = session_cookies
 
     async def render_graphql_ide(self, request: Request) -> Response:  # type: ignore[override]
         """Our GraphiQL (every asset from this origin, under a strict policy), never
@@ -64,6 +67,7 @@ class GraphQLView(GraphQL):
             trusted_proxies=self._trusted_proxies,
             response=response,
             expiry_notices=self._expiry_notices,
+            session_cookies=self._session_cookies,
         )
 
     async def run(self, request, context=UNSET, root_value=UNSET):  # type: ignore[no-untyped-def]

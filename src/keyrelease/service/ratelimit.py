@@ -70,6 +70,8 @@ class RateLimits:
     admin_query: Rate | None = Rate(600, 60)
     #: Secret-scanning reports per client address, counted before the signature is checked.
     secret_scanning_ip: Rate | None = Rate(60, 60)
+    #: Sign-ins started and provider answers received (/sso/start, /sso/callback) per client address.
+    sign_in_ip: Rate | None = Rate(30, 60)
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,11 @@ class RateLimiter:
         """``POST /secret-scanning/github``: per client address, counted before the signature
         is checked, so unsigned floods are limited too."""
         return await self._check([("secret_scanning_ip", self.limits.secret_scanning_ip, ip)])
+
+    async def sign_in(self, ip: str) -> Limited | None:
+        """A sign-in started or finished with an identity provider, per client address: each
+        writes a row and may call the provider."""
+        return await self._check([("sign_in_ip", self.limits.sign_in_ip, ip)])
 
     async def admin_mutation(self, admin_id: int) -> Limited | None:
         return await self._check([("admin", self.limits.admin, str(admin_id))])

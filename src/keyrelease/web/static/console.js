@@ -22,6 +22,7 @@ import {
   REVOKE_KEY,
   ROTATE_KEY,
 } from "./operations.js";
+import { continueWithInstitution, endSession } from "./sign_in.js";
 import { showPasskeys } from "./passkeys.js";
 import { NEW_KEY, ROTATION, showVerify } from "./verify.js";
 
@@ -63,6 +64,8 @@ const ROTATION_LOCK_REASON = {
 // answer that arrives for an older ticket is dropped.
 const session = {
   token: sessionStorage.getItem(TOKEN_STORAGE),
+  // Signed in with the institution's identity provider: the session is an HttpOnly cookie.
+  cookie: false,
   me: null,
   // The numbers the server enforces (the Me query's policy), set at sign-in.
   policy: null,
@@ -75,7 +78,7 @@ const session = {
       return await graphql(query, variables, { token: session.token });
     } catch (error) {
       if (error instanceof ApiError && error.code === "UNAUTHENTICATED") {
-        signOut("Your admin token is no longer accepted. Sign in again.");
+        signOut(session.cookie ? error.message : "Your admin token is no longer accepted. Sign in again.");
       }
       throw error;
     }
@@ -114,7 +117,7 @@ function route() {
   if (hash && !hash.startsWith("#/")) return;
   leaveScreen();
   session.ticket += 1;
-  if (!session.token || !session.me) {
+  if (!session.me) {
     showSignIn();
     return;
   }
@@ -133,8 +136,29 @@ function showSignIn(message = "") {
   const input = $("#token");
   input.value = "";
   clearErrors($("#sign-in-form"));
+  clearErrors($("#sso-form"));
   if (message) setFieldError(input, message);
   showScreen("sign-in");
+}
+
+async function continueSignIn(event) {
+  event.preventDefault();
+  const input = $("#work-email");
+  const button = event.currentTarget.querySelector("button[type=submit]");
+  clearErrors(event.currentTarget);
+  const email = input.value.trim();
+  if (!email) {
+    setFieldError(input, "Enter your work email.");
+    input.focus();
+    return;
+  }
+  setBusy(button, true);
+  const problem = await continueWithInstitution(email);
+  setBusy(button, false);
+  if (problem) {
+    setFieldError(input, problem);
+    input.focus();
+  }
 }
 
 async function signIn(event) {
@@ -175,6 +199,8 @@ async function signIn(event) {
 }
 
 function signOut(message = "") {
+  if (session.cookie) endSession();
+  session.cookie = false;
   session.token = null;
   session.me = null;
   sessionStorage.removeItem(TOKEN_STORAGE);
@@ -769,6 +795,7 @@ function showRotation(key) {
 
 async function start() {
   $("#sign-in-form").addEventListener("submit", signIn);
+  $("#sso-form").addEventListener("submit", continueSignIn);
   $("#sign-out").addEventListener("click", () => signOut());
   $("#status-filter").addEventListener("change", changeFilter);
   $("#filter-form").addEventListener("submit", (event) => event.preventDefault());
@@ -798,6 +825,16 @@ async function start() {
       renderAccount();
       showSignIn(error.code === "UNAUTHENTICATED" ? "Your session has ended. Sign in again." : error.message);
       return;
+    }
+  } else {
+    // Back from the identity provider, or a reload: the session cookie, if there is one.
+    try {
+      const data = await graphql(ME);
+      session.me = data.me;
+      session.cookie = true;
+      session.expiringWithin = data.policy.expiryNotices[0] ?? EXPIRING_WITHIN;
+    } catch {
+      session.me = null;
     }
   }
   renderAccount();
