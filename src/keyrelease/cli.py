@@ -463,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     enable.add_argument("--email", required=True)
     enable.set_defaults(func=cmd_admin_enable)
 
-    institution = sub.add_parser("institution", help="Manage an institution's identity provider (sign-in).")
+    institution = sub.add_parser("institution", help="Manage an institution's sign-in (identity provider) and what releases its keys.")
     institution_sub = institution.add_subparsers(dest="institution_command", required=True)
     set_idp = institution_sub.add_parser(
         "set-idp",
@@ -513,9 +513,6 @@ def build_parser() -> argparse.ArgumentParser:
     leak.add_argument("--url", required=True, help="Where the secret was found (recorded on the key and in the notices).")
     leak.set_defaults(func=cmd_keys_report_leak)
 
-    # keyrelease institution set-policy (passkeys, issue 17)
-    institution = sub.add_parser("institution", help="Manage institutions.")
-    institution_sub = institution.add_subparsers(dest="institution_command", required=True)
     policy = institution_sub.add_parser(
         "set-policy",
         help="Choose what releases the institution's keys: an emailed code, a passkey, or either.",
