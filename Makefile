@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint lock schema migrations graphiql mutation bench bench-smoke clean
+.PHONY: install run test lint lock schema migrations graphiql mutation bench bench-smoke bench-instructions clean
 
 $(STAMP): pyproject.toml requirements.lock examples/keyrelease-webhook/pyproject.toml tests/keyrelease-memory/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "keyrelease needs Python 3.11 or newer")'
@@ -79,6 +79,17 @@ bench: install
 ## A few seconds of every benchmark stage: proves the harness runs (no meaningful numbers).
 bench-smoke:
 	BENCH_SMOKE=1 $(MAKE) bench
+
+## Instructions per request under callgrind (bench/instructions.py): the load-independent
+## measure, for a busy machine. TARGETS="token floor" for some of them; needs valgrind.
+bench-instructions: install
+	@command -v valgrind >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq valgrind; \
+	  else \
+	    echo "bench-instructions needs valgrind: sudo apt-get install -y valgrind" >&2; exit 1; \
+	  fi; }
+	$(BIN)/python bench/instructions.py $(TARGETS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache mutants
