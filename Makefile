@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint lock schema migrations graphiql mutation bench bench-smoke clean
+.PHONY: install run test lint lock schema migrations graphiql mutation bench bench-smoke bench-instructions clean
 
 $(STAMP): pyproject.toml requirements.lock examples/keyrelease-webhook/pyproject.toml tests/keyrelease-memory/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "keyrelease needs Python 3.11 or newer")'
@@ -64,21 +64,31 @@ mutation: install
 	$(BIN)/python -c 'import mutmut' 2>/dev/null || $(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test,mutation]'
 	env -u KEYRELEASE_TEST_POSTGRES_URL nice -n 10 $(BIN)/python .ci/mutation.py $(MUTATION_ARGS)
 
+# $(call apt_tool,TOOL,TARGET): the Debian package TOOL installed when missing (as root with
+# apt-get), else TARGET stops saying how to install it.
+apt_tool = @command -v $(1) >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq $(1); \
+	  else \
+	    echo "$(2) needs $(1): sudo apt-get install -y $(1) (Debian/Ubuntu)" >&2; exit 1; \
+	  fi; }
+
 ## Benchmark harness (bench/run.py): real service vs bare Starlette, results in bench/results/latest.
 ## BENCH_SMOKE=1 for a quick run; BENCH_LARGE_KEYS=N for another size than 1,000,000 keys.
 bench: install
 	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test,bench]'
-	@command -v wrk >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && apt-get install -y -qq wrk; \
-	  else \
-	    echo "bench needs wrk: sudo apt-get install -y wrk (Debian/Ubuntu)" >&2; exit 1; \
-	  fi; }
+	$(call apt_tool,wrk,bench)
 	$(BIN)/python bench/run.py
 
 ## A few seconds of every benchmark stage: proves the harness runs (no meaningful numbers).
 bench-smoke:
 	BENCH_SMOKE=1 $(MAKE) bench
+
+## Instructions per request under callgrind (bench/instructions.py): the load-independent
+## measure, for a busy machine. TARGETS="token floor" for some of them; needs valgrind.
+bench-instructions: install
+	$(call apt_tool,valgrind,bench-instructions)
+	$(BIN)/python bench/instructions.py $(TARGETS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache mutants

@@ -15,7 +15,15 @@ Environment:
   BENCH_RATE_LIMITS=off  switch the service's rate limits off (default: on, set far above the
                        load so their per-request cost is measured but nothing is refused)
   BENCH_OUT_DIR=DIR    where results go (default bench/results)
-  KEYRELEASE_TEST_POSTGRES_URL  also run the token/key/flow stages on a fresh PostgreSQL database
+  KEYRELEASE_TEST_POSTGRES_URL  also run the token/key/flow stages on a fresh PostgreSQL database,
+                       and the workers stage (one process against two)
+  BENCH_WORKERS_POSTGRES_URL    the workers stage only on this PostgreSQL server (the smoke test
+                       sets it: it keeps the other stages on SQLite)
+
+The issue-19 stages (bench/floor_stages.py): the token floor (bench/floor_app.py) and the
+oidc-provider peer (bench/peer, skipped with a printed reason without Node.js), the access log's
+cost and /healthz against bare, one worker against two, and a cProfile table of the token path
+and of /healthz. Instructions per request (callgrind) are bench/instructions.py, run apart.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from floor_stages import floor_stage, profile_stage, workers_stage
 from options import BENCH, CONNECTIONS, DURATION, LARGE_KEYS, RATE_LIMITS_ON, ROUNDS, SMOKE, log
 from processes import Wrk, bare_app, loadavg, pin_harness, pinning, require_wrk, wrk_version
 from report import TARGETS, evaluate, write
@@ -40,6 +49,7 @@ __all__ = ["RESULT_KEYS", "TARGETS", "main"]
 RESULT_KEYS = (
     "meta", "bare_rps", "token_rps", "token_ratio", "key_query_rps", "key_query_ratio", "strawberry_floor",
     "pure_python_stack", "token_latency_at_half", "flow", "scale", "outbox", "rss", "postgres", "targets",
+    "token_floor", "peer", "workers", "profile",
 )
 
 
@@ -81,11 +91,18 @@ def main() -> int:
                                                  "key_query_ratio", "strawberry_floor", "token_latency_at_half",
                                                  "flow", "rss")})
             results["rounds"] = core["rounds"]
+            results["token_floor"], results["peer"] = floor_stage(env, main_db, ctx, bare, wrk, logs)
+            results["profile"] = profile_stage(env, ctx, wrk, out_dir, logs)
             results["pure_python_stack"] = reference_stage(env, ctx, wrk, logs)
             results["scale"] = scale_stage(tmp, main_db, ctx["key_id"], ctx["bulk_ids"], wrk, logs)
             results["outbox"] = outbox_stage(tmp, main_db, ctx["admin_token"], logs)
             pg_url = os.environ.get("KEYRELEASE_TEST_POSTGRES_URL", "").strip()
             results["postgres"] = postgres_stages(pg_url, tmp, bare, wrk, logs) if pg_url else None
+            workers_url = os.environ.get("BENCH_WORKERS_POSTGRES_URL", "").strip() or pg_url
+            results["workers"] = (workers_stage(workers_url, tmp, wrk, logs) if workers_url
+                                  else {"skipped": "no PostgreSQL (set KEYRELEASE_TEST_POSTGRES_URL)"})
+            if "skipped" in results["workers"]:
+                log(f"[workers] skipped: {results['workers']['skipped']}")
         finally:
             bare.stop()
             floor.stop()

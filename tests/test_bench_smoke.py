@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,9 +28,11 @@ def test_bench_smoke_runs_every_stage(tmp_path: Path) -> None:
     finally:
         sys.path.remove(str(ROOT / "bench"))
     env = {**os.environ, "BENCH_SMOKE": "1", "BENCH_OUT_DIR": str(tmp_path)}
-    env.pop("KEYRELEASE_TEST_POSTGRES_URL", None)  # the smoke stays on SQLite and short
+    postgres = env.pop("KEYRELEASE_TEST_POSTGRES_URL", "")  # the smoke stays on SQLite and short,
+    if postgres:
+        env["BENCH_WORKERS_POSTGRES_URL"] = postgres  # but for the workers stage, which needs PostgreSQL
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py")], env=env, capture_output=True, text=True, timeout=240
+        [sys.executable, str(ROOT / "bench" / "run.py")], env=env, capture_output=True, text=True, timeout=480
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -46,4 +49,16 @@ def test_bench_smoke_runs_every_stage(tmp_path: Path) -> None:
     assert results["flow"]["errors"] == 0
     assert results["outbox"]["sent"] == results["outbox"]["messages"] > 0
     assert set(results["targets"]) == {key for key, *_ in bench.TARGETS}
+    floor = results["token_floor"]  # the floor, the token endpoint with and without the access log, /healthz
+    for figure in ("floor_rps", "token_rps", "token_quiet_rps", "ratio", "access_log_cost_pct", "healthz_ratio"):
+        assert isinstance(floor[figure], float), figure
+    assert floor["status_errors"] == 0
+    if shutil.which("node"):  # the peer runs wherever Node.js does, else says why not
+        assert results["peer"]["rps"] > 0, results["peer"]
+    else:
+        assert results["peer"]["skipped"]
+    assert (results["workers"]["two_rps"] > 0) if postgres else results["workers"]["skipped"]
+    for path in ("token", "healthz"):
+        assert results["profile"][path]["top"], path
+    assert "Profile of `token`" in (tmp_path / "latest" / "results.md").read_text()
     assert (tmp_path / "latest" / "results.md").read_text().startswith("Run ")

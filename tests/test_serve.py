@@ -8,11 +8,13 @@ import json
 import re
 import time
 import uuid
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
 
+from environment import needs_postgres, scratch_postgres
 from keyrelease.codes import verification_code
 from keyrelease.testing.processes import Server, run_cli
 from keyrelease.testing.settings import SECRET_KEY, base_env
@@ -129,3 +131,46 @@ def test_serve_help_explains_host_and_port_with_their_defaults():
     assert re.search(r"--host HOST Address to listen on \(default: 127\.0\.0\.1", text), text
     assert re.search(r"--port PORT TCP port to listen on \(default: 8000", text), text
     assert "KEYRELEASE_PUBLIC_URL" in text
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@needs_postgres
+def test_workers_serve_one_port_from_several_processes_on_postgresql(tmp_path):
+    with scratch_postgres("keyrelease_workers") as database_url:
+        env = base_env(tmp_path, KEYRELEASE_DATABASE_URL=database_url)
+        assert run_cli(env, "migrate").returncode == 0
+        token = run_cli(env, "admin", "create", "--institution", "W U", "--email", "w@uni.example").stdout.split()[-1]
+        server = Server(env=env, log_path=tmp_path / "server.log", options=("--workers", "2")).start()
+        try:
+            wait_for_output(server, r"2 worker processes")
+            deadline = time.monotonic() + 20
+            while len(workers := _children(server.pid)) < 2:  # the second may still be starting
+                assert time.monotonic() < deadline, server.output()
+                time.sleep(0.1)
+            assert len(workers) == 2
+            key_id = verified_key(server, token, kind="INSTITUTIONAL")  # the whole flow, across whichever workers answer
+            assert gql(server, token, "query($id: ID!) { key(id: $id) { status } }", {"id": key_id})["key"] == {
+                "status": "ACTIVE"
+            }
+        finally:
+            server.stop()
+        assert server.process is not None and server.process.returncode == 0, server.output()
+        assert not any(Path(f"/proc/{pid}").exists() for pid in workers)  # SIGTERM reached every worker
+
+
+def test_workers_are_refused_while_the_rate_limits_live_in_one_process(tmp_path):
+    done = run_cli(base_env(tmp_path), "serve", "--port", "0", "--workers", "2")
+    assert done.returncode == 2
+    assert "--workers 2 needs the rate-limit counters in the database" in done.stderr

@@ -16,20 +16,19 @@ from starlette.types import ASGIApp, Scope
 from tortoise.contrib.starlette import RegisterTortoise
 from tortoise.functions import Count
 
-from keyrelease import db, metrics, web
+from keyrelease import db, hot_paths, metrics, web
 from keyrelease.body_limit import BodyLimit
 from keyrelease.clock import Clock
 from keyrelease.config import Settings
 from keyrelease.cors import AllowlistCORS
 from keyrelease.db import fastpath
-from keyrelease.deadline import RequestDeadline
+from keyrelease.deadline import RequestContext
 from keyrelease.graphql import errors as graphql_errors
 from keyrelease.graphql.schema import build_schema
 from keyrelease.graphql.view import GraphQLView
 from keyrelease.models import DeliveryStatus, OutboxMessage
 from keyrelease.oauth import endpoints as oauth_endpoints
 from keyrelease.oauth.endpoints import OAuthEndpoints, TokenEndpoint
-from keyrelease.request_id import RequestId
 from keyrelease.secret_scanning.github import GitHubSecretScanning
 from keyrelease.services import background, build_services
 from keyrelease.web.sign_in import SessionCookies, SignInEndpoints
@@ -107,9 +106,14 @@ def create_app(
                 fastpath.close_reader()
                 await services.transport.close()
 
-    app = Starlette(
+    token_endpoint = TokenEndpoint(oauth)
+    app = hot_paths.App(
+        hot={  # answered before the middleware stack and the router (keyrelease.hot_paths)
+            ("POST", "/ids/auth/login"): RequestContext(token_endpoint, settings.request_timeout_seconds, _unavailable_body),
+            ("GET", "/healthz"): RequestContext(hot_paths.healthz, None, _unavailable_body),
+        },
         routes=[  # the busiest first: the router tries them in order
-            Route("/ids/auth/login", TokenEndpoint(oauth), methods=["POST"]),
+            Route("/ids/auth/login", token_endpoint, methods=["POST"]),
             Route("/graphql", web.no_store(graphql_app), methods=graphql_methods),
             Route("/.well-known/jwks.json", oauth.jwks, methods=["GET"]),
             Route("/healthz", healthz),
@@ -122,8 +126,7 @@ def create_app(
             *web.routes(graphiql=settings.graphiql),  # the admin console at /, the partner page at /partner
         ],
         middleware=[
-            Middleware(RequestId),
-            Middleware(RequestDeadline, seconds=settings.request_timeout_seconds, unavailable=_unavailable_body),
+            Middleware(RequestContext, seconds=settings.request_timeout_seconds, unavailable=_unavailable_body),
         ],
         lifespan=lifespan,
     )

@@ -31,7 +31,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from keyrelease.serve import ServeOptions, serve
 
     options = ServeOptions(
-        host=args.host, port=args.port, migrate=args.migrate, log_level=args.log_level, http=args.http, loop=args.loop
+        host=args.host, port=args.port, migrate=args.migrate, log_level=args.log_level, http=args.http, loop=args.loop,
+        workers=args.workers,
     )
     return serve(options, _settings())
 
@@ -375,6 +376,12 @@ def _port(text: str) -> int:
 _EXPIRES_DAYS_HELP = f"Token lifetime (default KEYRELEASE_ADMIN_TOKEN_TTL_DAYS, {DEFAULT_TTL_DAYS})."
 
 
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError("must be a whole number of processes, 1 to 64")
+    return int(text)
+
+
 def _days(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= MAX_TTL_DAYS:
         raise argparse.ArgumentTypeError(f"must be a whole number of days, 1 to {MAX_TTL_DAYS}")
@@ -412,6 +419,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--loop", default="auto", choices=["auto", "uvloop", "asyncio"],
         help="Event loop (auto: uvloop where installed; asyncio: the standard library's).",
+    )
+    serve.add_argument(
+        "--workers", type=_workers, default=1,
+        help="Processes serving the port (default: %(default)s); more than one needs the rate-limit counters "
+        "in the database (PostgreSQL). See docs/operations.md.",
     )
     serve.set_defaults(func=cmd_serve)
 

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyrelease.db import is_unavailable
+from keyrelease.logs import request_id
+from keyrelease.request_id import HEADER, accepted_id
 
 log = logging.getLogger("keyrelease")
 UNAVAILABLE = "The service is temporarily unavailable; try again shortly."
@@ -40,15 +42,19 @@ class RequestDeadline:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
+        await self._run(scope, receive, tracking_send, lambda: started)
+
+    async def _run(self, scope: Scope, receive: Receive, send: Send, started: Callable[[], bool]) -> None:
+        """The app within the deadline; ``send`` tells ``started()`` when the response began."""
         try:
             async with asyncio.timeout(self.seconds):
-                await self.app(scope, receive, tracking_send)
+                await self.app(scope, receive, send)
         except TimeoutError:
             log.warning("request to %s passed its %.1fs deadline", scope.get("path"), self.seconds)
-            if not started:
+            if not started():
                 await self._unavailable(scope, send)
         except Exception as err:
-            if not is_unavailable(err) or started:
+            if not is_unavailable(err) or started():
                 raise
             log.warning("request to %s failed: database unavailable (%s)", scope.get("path"), type(err).__name__)
             await self._unavailable(scope, send)
@@ -68,3 +74,38 @@ class RequestDeadline:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class RequestContext(RequestDeadline):
+    """:class:`keyrelease.request_id.RequestId` and :class:`RequestDeadline` in one middleware:
+    the request's id (its log records, its ``X-Request-Id``) and its deadline, with one ``send``
+    wrapper per request instead of two. ``seconds=None``: no deadline (a static answer)."""
+
+    def __init__(self, app: ASGIApp, seconds: float | None, unavailable: UnavailableBody) -> None:
+        super().__init__(app, seconds or 0.0, unavailable)
+        self.timed = seconds is not None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        current = accepted_id(next((value for name, value in scope["headers"] if name == HEADER), None))
+        token = request_id.set(current)
+        header = (HEADER, current.encode())
+        started = False
+
+        async def context_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = [(n, v) for n, v in message.get("headers", []) if n.lower() != HEADER]
+                message = {**message, "headers": [*headers, header]}
+            await send(message)
+
+        try:
+            if self.timed:
+                await self._run(scope, receive, context_send, lambda: started)
+            else:
+                await self.app(scope, receive, context_send)
+        finally:
+            request_id.reset(token)

@@ -119,6 +119,10 @@ def _httptools_protocol() -> type[asyncio.Protocol] | None:
             super().data_received(data)
             if not self._request_begun or self.transport.is_closing():
                 return
+            # Headers still incomplete: the deadline runs from this read, the one in which the
+            # request's first byte arrived or a later one (armed once). A request whose headers
+            # arrive whole in one read never arms it, saving a timer per request.
+            self._arm_header_timer()
             if not self._callback_ran:
                 self._unreported_bytes += len(data)
             if self._header_bytes + self._unreported_bytes > self.max_header_bytes:
@@ -129,8 +133,7 @@ def _httptools_protocol() -> type[asyncio.Protocol] | None:
             super().on_message_begin()
             self._header_bytes = self._unreported_bytes = 0
             self._callback_ran = True
-            self._request_begun = True
-            self._arm_header_timer()
+            self._request_begun = True  # the timer is armed after this read if the headers are not complete
 
         def on_url(self, url: bytes) -> None:
             self._count_header_bytes(len(url))
@@ -142,7 +145,8 @@ def _httptools_protocol() -> type[asyncio.Protocol] | None:
 
         def on_headers_complete(self) -> None:
             self._request_begun = False
-            self._cancel_header_timer()
+            if self._header_timer is not None:
+                self._cancel_header_timer()
             super().on_headers_complete()
 
         def _count_header_bytes(self, size: int) -> None:

@@ -20,15 +20,23 @@ What the formatters write, whoever logged the record (keyrelease, uvicorn, Torto
 - **Access lines without query strings.** uvicorn's access line names the path only: no
   endpoint here reads a query string, so one can only carry something a client should not
   have sent there (a query with a password in it).
+
+A record is cheap (the access log writes one per request, see docs/performance.md): the
+formatters write the timestamp from a per-second cache and the JSON line field by field with
+the json module's own string encoder (what ``json.dumps`` writes), and :func:`configure`
+switches off what ``logging`` would gather that no format here writes (the caller's frame,
+thread, process), as the Logging HOWTO's "Optimization" section describes.
 """
 
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
+import time
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
+from json.encoder import encode_basestring
 from types import TracebackType
 from typing import TextIO
 
@@ -96,11 +104,33 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class _SecondCache:
+    """The text of a whole second, made once per second: ``render(second)``."""
+
+    def __init__(self, render: Callable[[int], str]) -> None:
+        self.render = render
+        self.second = -1
+        self.text = ""
+
+    def __call__(self, created: float) -> str:
+        second = int(created)
+        if second != self.second:
+            self.text, self.second = self.render(second), second
+        return self.text
+
+
 class TextFormatter(logging.Formatter):
     """:data:`TEXT_FORMAT` on one line, then the traceback, if any, on the lines below."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
+        # logging.Formatter.formatTime's text, the seconds made once per second
+        self._seconds = _SecondCache(lambda second: time.strftime(self.default_time_format, self.converter(second)))
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        return f"{self._seconds(record.created)},{int(record.msecs):03d}"  # logging's default_msec_format
 
     def formatException(self, ei: _ExcInfo) -> str:  # type: ignore[override]
         return _exception_text(ei)
@@ -127,20 +157,37 @@ class JsonFormatter(logging.Formatter):
     def formatException(self, ei: _ExcInfo) -> str:  # type: ignore[override]
         return _exception_text(ei)
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._seconds = _SecondCache(lambda second: datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+
     def format(self, record: logging.LogRecord) -> str:
+        """What ``json.dumps(entry, ensure_ascii=False)`` writes for the entry above, written
+        field by field: every value a string, each encoded by the json module's own encoder."""
         _access_path_only(record)
-        entry = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": escape(record.getMessage()),
-            "request_id": getattr(record, "request_id", request_id.get()),
-        }
+        moment = f"{self._seconds(record.created)}.{int(record.msecs):03d}+00:00"
+        rid = getattr(record, "request_id", None)
+        line = (
+            f'{{"time": "{moment}", "level": {encode_basestring(record.levelname)}, '
+            f'"logger": {encode_basestring(record.name)}, "message": {encode_basestring(escape(record.getMessage()))}, '
+            f'"request_id": {encode_basestring(str(request_id.get() if rid is None else rid))}'
+        )
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            line += f', "exception": {encode_basestring(self.formatException(record.exc_info))}'
         if record.stack_info:
-            entry["stack"] = visible(self.formatStack(record.stack_info), keep="\n")
-        return json.dumps(entry, ensure_ascii=False, default=str)
+            stack = visible(self.formatStack(record.stack_info), keep="\n")
+            line += f', "stack": {encode_basestring(stack)}'
+        return line + "}"
+
+
+def lean_records() -> None:
+    """Records without the caller's file, line and function, thread, process or
+    multiprocessing name (no format here writes them): ``logging`` then skips walking the
+    stack and asking the threading and multiprocessing modules for every record."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 def formatter(log_format: str = "text") -> logging.Formatter:
@@ -157,6 +204,7 @@ def handler(log_format: str = "text", stream: TextIO | None = None) -> logging.H
 
 def configure(log_format: str = "text", level: int = logging.INFO) -> logging.Handler:
     """Route every log record to stderr in ``log_format`` (``text`` or ``json``); returns the handler."""
+    lean_records()
     made = handler(log_format)
     root = logging.getLogger()
     for existing in list(root.handlers):

@@ -8,7 +8,10 @@ line and a non-zero exit, and the public URL can be derived from the address act
 
 from __future__ import annotations
 
+import contextlib
+import os
 import resource
+import signal
 import socket
 import sys
 from dataclasses import dataclass
@@ -35,6 +38,8 @@ class ServeOptions:
     log_level: str = "info"
     http: str = "auto"
     loop: str = "auto"
+    #: Processes serving the one listening socket (``--workers``); see :func:`_run_workers`.
+    workers: int = 1
 
 
 def serve(options: ServeOptions, settings: Settings) -> int:
@@ -42,22 +47,79 @@ def serve(options: ServeOptions, settings: Settings) -> int:
     announce and run. With ``--port 0`` the address is taken first, to learn the port."""
     from keyrelease.app import create_app
 
+    if options.workers > 1 and settings.rate_limits_in_memory:
+        print(
+            f"keyrelease: --workers {options.workers} needs the rate-limit counters in the database "
+            "(PostgreSQL, or KEYRELEASE_RATE_LIMIT_STORE=database): in memory, each process would keep "
+            "its own and every limit would be multiplied by the number of workers",
+            file=sys.stderr,
+        )
+        return 2
     sock = _listen(options, settings) if options.port == 0 else None
     if options.port == 0 and sock is None:
         return 1
     port = sock.getsockname()[1] if sock is not None else options.port
     settings = settings.served_at(public_url_for(options.host, port))
     _ensure_descriptors(settings)
-    app = create_app(settings, migrate=options.migrate or db.is_sqlite(settings.database_url))
+    migrate = options.migrate or db.is_sqlite(settings.database_url)
+    if options.workers > 1 and migrate:  # once, here, rather than in every worker at once
+        import asyncio
+
+        asyncio.run(db.apply_migrations(settings.database_url))
+        migrate = False
+    app = create_app(settings, migrate=migrate)
     sock = sock or _listen(options, settings)
     if sock is None:
         return 1
     try:
         _announce(options, settings, port)
+        if options.workers > 1:
+            return _run_workers(app, sock, options, settings)
         _run(app, sock, options, settings)
     finally:
         sock.close()
     return 0
+
+
+def _run_workers(app: Starlette, sock: socket.socket, options: ServeOptions, settings: Settings) -> int:
+    """``--workers N``: N forked processes serve the one listening socket (the kernel hands each
+    connection to one of them), each a whole keyrelease: its own event loop, database pool and
+    background loops, as N instances on one database are (docs/operations.md). This process
+    only waits: SIGTERM is passed on to every worker (each finishes its requests and exits), and
+    Ctrl+C in a terminal reaches the workers directly. A worker that fails stops the others."""
+    print(f"{options.workers} worker processes", flush=True)
+    workers: list[int] = []
+    for _ in range(options.workers):
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                _run(app, sock, options, settings)
+                code = 0
+            finally:
+                os._exit(code)
+        workers.append(pid)
+
+    def stop(signum: int = signal.SIGTERM, frame: object = None) -> None:
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl+C reaches every worker itself
+    failed = False
+    running = set(workers)
+    while running:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        running.discard(pid)
+        if os.waitstatus_to_exitcode(status) not in (0, -signal.SIGTERM, -signal.SIGINT) and not failed:
+            failed = True
+            print(f"keyrelease: worker {pid} failed; stopping the others", file=sys.stderr, flush=True)
+            stop()
+    return 1 if failed else 0
 
 
 def _listen(options: ServeOptions, settings: Settings) -> socket.socket | None:

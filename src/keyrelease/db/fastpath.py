@@ -285,10 +285,29 @@ async def key_by_client_id(client_id: str, names: tuple[str, ...]) -> dict[str, 
     row = await _one(_client_key_sql(names), [client_id])
     if row is None:
         return None
-    values: dict[str, Any] = {name: _convert(ApiKey, name, row[name]) for name in names}
-    values["institution"] = row["institution"]
-    values.update({alias: _convert(KeyRotation, name, row[alias]) for alias, name in ROTATION_FIELDS.items()})
+    values: dict[str, Any] = {"institution": row["institution"]}
+    for name, convert in _client_key_converters(names):
+        value = row[name]
+        values[name] = value if value is None or convert is None else convert(value)
     return values
+
+
+@functools.cache
+def _client_key_converters(names: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+    """Each column :func:`key_by_client_id` reads and its converter (:func:`_converter`)."""
+    return (*((name, _converter(ApiKey, name)) for name in names),
+            *((alias, _converter(KeyRotation, name)) for alias, name in ROTATION_FIELDS.items()))
+
+
+def _converter(model: type[Model], name: str) -> Any:
+    """What :func:`_convert` does to a stored non-NULL value of the field, as one function
+    (None: nothing), chosen once per field instead of once per value."""
+    field = model._meta.fields_map[name]
+    if isinstance(field, fields.DatetimeField):
+        return to_datetime
+    if isinstance(field, fields.UUIDField):
+        return lambda value: value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+    return None
 
 
 @functools.cache

@@ -27,7 +27,7 @@ from keyrelease import metrics
 from keyrelease.client_address import IPNetwork, client_address
 from keyrelease.deadline import UNAVAILABLE
 from keyrelease.oauth.basic import BasicCredentials, ParsedBasic, parse_basic
-from keyrelease.oauth.tokens import TokenIssuer
+from keyrelease.oauth.tokens import COMPACT_JSON, TokenIssuer
 from keyrelease.service.clients import ClientAuthenticator
 from keyrelease.service.ratelimit import Limited, RateLimiter
 
@@ -80,10 +80,13 @@ def slow_down(limited: Limited) -> Answer:
     return oauth_error(429, "slow_down", description, {"Retry-After": str(limited.retry_after)})
 
 
+_OUTCOMES = {200: "granted", 401: "invalid_client", 429: "rate_limited"}
+#: The body every client sends (RFC 6749 §4.4.2), read without parsing it as a form.
+_CANONICAL_FORM = b"grant_type=" + GRANT_TYPE.encode()
+
+
 def _outcome(status: int) -> str:
-    return {200: "granted", 401: "invalid_client", 429: "rate_limited"}.get(
-        status, "error" if status >= 500 else "invalid_request"
-    )
+    return _OUTCOMES.get(status, "error" if status >= 500 else "invalid_request")
 
 
 class _Disconnected(Exception):
@@ -182,7 +185,7 @@ class OAuthEndpoints:
             return invalid_client()
         token = self.issuer.issue(client)
         granted = {"access_token": token.token, "expires_in": token.expires_in, "scope": token.scope, "token_type": "Bearer"}
-        return Answer(200, json.dumps(granted, separators=(",", ":")).encode())
+        return Answer(200, COMPACT_JSON.encode(granted).encode())
 
     async def jwks(self, request: Request) -> Response:
         """``GET /.well-known/jwks.json``: the published keys, serialised once."""
@@ -222,6 +225,8 @@ async def _read_limited(request: TokenRequest, receive: Receive, limit: int) -> 
 
 def _parse_form(body: bytes) -> dict[str, str] | None:
     """The form's parameters, or None when it is not a form or repeats one (RFC 6749 §3.2)."""
+    if body == _CANONICAL_FORM:  # what parse_qsl makes of it
+        return {"grant_type": GRANT_TYPE}
     try:
         pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS, errors="strict")
     except ValueError:  # non-ASCII body, bad percent-encoding, too many fields
