@@ -27,7 +27,7 @@ from keyrelease.mail import dispatcher as delivery
 from keyrelease.mail.templates import MailTemplates, load_templates
 from keyrelease.policy import VerificationPolicy
 from keyrelease.secret_scanning.public_keys import PublicKeysError, ScanningKeys, load_keys
-from keyrelease.service import rotation
+from keyrelease.service import api_tokens, rotation
 from keyrelease.service.admins import DEFAULT_TTL_DAYS, MAX_TTL_DAYS
 from keyrelease.service.ratelimit import Rate, RateLimits
 
@@ -475,6 +475,8 @@ SETTINGS: tuple[Setting, ...] = (
             256 * 1024, Whole(1024, 16 * 1024 * 1024)),
     Setting("ADMIN_TOKEN_TTL_DAYS", LIMITS, "lifetime of a new admin token (--expires-days overrides)",
             DEFAULT_TTL_DAYS, Whole(1, MAX_TTL_DAYS)),
+    Setting("API_TOKEN_MAX_LIFETIME_DAYS", LIMITS, "the longest expiry an API token created in the console may have",
+            api_tokens.DEFAULT_MAX_LIFETIME_DAYS, Whole(1, MAX_TTL_DAYS)),
     Setting("LOG_FORMAT", LIMITS, "text for people, json (one object per line) for log collectors",
             "text", OneOf(("text", "json"))),
 )
@@ -551,6 +553,7 @@ class Settings:
     secret_scanning_keys: ScanningKeys | None
     secret_scanning_max_body_bytes: int
     admin_token_ttl_days: int
+    api_token_max_lifetime_days: int
     log_format: str
     #: Environment the settings were read from; transports read their own variables from it.
     environ: Mapping[str, str] = field(repr=False)

@@ -22,6 +22,7 @@ from keyrelease.mail.plugins import TransportRegistry
 from keyrelease.mail.transport import Transport
 from keyrelease.oauth.signing_keys import load_key_ring
 from keyrelease.oauth.tokens import TokenIssuer
+from keyrelease.service.api_tokens import ApiTokens
 from keyrelease.service.clients import ClientAuthenticator, LastUseRecorder
 from keyrelease.service.keys import KeyService
 from keyrelease.service.leaks import LeakService
@@ -53,6 +54,7 @@ class Services:
     limiter: RateLimiter
     last_use: LastUseRecorder
     clients: ClientAuthenticator
+    api_tokens: ApiTokens
 
     @cached_property
     def issuer(self) -> TokenIssuer:
@@ -96,6 +98,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         limiter=RateLimiter(settings.rate_limits, store, clock),
         last_use=last_use,
         clients=ClientAuthenticator(clock=clock, last_use=last_use, rotations=keys.rotations),
+        api_tokens=ApiTokens(clock=clock, last_use=last_use, max_lifetime_days=settings.api_token_max_lifetime_days),
     )
 
 
