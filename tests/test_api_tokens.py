@@ -8,12 +8,12 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-import dbutil
 import pytest
 
+import dbutil
 from keyrelease import credentials
 from keyrelease.service import api_tokens
-from keyrelease.testing.api import Api, AdminUser
+from keyrelease.testing.api import AdminUser, Api
 
 TOKEN_FIELDS = "id name status createdAt expiresAt lastUsedAt revokedAt inUse"
 CREATE = f"""
