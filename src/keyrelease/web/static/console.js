@@ -1,5 +1,6 @@
 // The admin console: sign in, list keys, create a key, verify it with the emailed code while
-// its two clocks run (verify.js), reveal an institutional key's credentials once.
+// its two clocks run (verify.js), reveal an institutional key's credentials once; an admin's
+// API tokens (tokens.js).
 //
 // Screens are <section data-screen> elements in console.html; the URL fragment says which one
 // (#/keys, #/new, #/keys/<id>). The admin token lives in this tab's sessionStorage only: never
@@ -10,6 +11,7 @@ import { $, announce, clearErrors, h, setBusy, setFieldError, showScreen } from 
 import { deliveryText, formatDateTime, formatDuration } from "./format.js";
 import { ApiError, graphql } from "./graphql.js";
 import { CREATE_KEY, EXPIRING_KEYS, KEY, KEYS, ME, REVEAL_KEY, REVOKE_KEY } from "./operations.js";
+import { showTokens } from "./tokens.js";
 import { showVerify } from "./verify.js";
 
 const TOKEN_STORAGE = "keyrelease.adminToken";
@@ -87,7 +89,8 @@ function route() {
     return;
   }
   const [, section, id] = hash.split("/");
-  if (section === "new") showCreate();
+  if (section === "tokens") screen.leave = showTokens(session);
+  else if (section === "new") showCreate();
   else if (section === "keys" && id) showKey(decodeURIComponent(id));
   else showKeys();
 }
