@@ -8,6 +8,7 @@ import re
 
 import httpx
 from playwright.sync_api import Browser, Page, expect
+
 from test_web_console import Admin, LiveApp, admin, assert_fits, browser, page, server, sign_in, tab_until
 
 __all__ = ["admin", "browser", "page", "server"]  # fixtures, used by name
