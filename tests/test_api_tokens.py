@@ -4,16 +4,19 @@ hashed at rest, listed (the CLI's too) with their last use, revoked at once, eac
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import strategies as st
 
 import dbutil
 from keyrelease import credentials
 from keyrelease.service import api_tokens
 from keyrelease.testing.api import AdminUser, Api
+from test_fuzz import cases, check, ids, json_values
 
 TOKEN_FIELDS = "id name status createdAt expiresAt lastUsedAt revokedAt inUse"
 CREATE = f"""
@@ -247,3 +250,31 @@ async def test_no_token_value_reaches_a_log_or_another_response(api, caplog):
     assert [text for text in responses if value in text] == [responses[0]]  # the creation's answer only
     assert value not in "\n".join(record.getMessage() for record in caplog.records)
     assert any("created API token" in r.getMessage() for r in caplog.records)
+
+
+async def test_fuzzed_token_mutations_never_fail_inside(api, caplog):
+    """Generated inputs for both mutations (test_fuzz.py's values, real and random ids, aware,
+    naive and malformed expiries): no 5xx, no internal error, nothing logged at ERROR."""
+    caplog.set_level(logging.DEBUG)
+    ada = await api.admin()
+    spare = (await create(api, ada, name="spare"))["token"]["id"]
+    expiries = st.one_of(
+        st.datetimes(timezones=st.just(UTC)).map(datetime.isoformat),
+        st.datetimes().map(datetime.isoformat),
+        st.text(max_size=30),
+        json_values,
+    )
+    documents = st.one_of(
+        st.builds(lambda name, expires: (CREATE, {"input": {"name": name, "expiresAt": expires}}),
+                  st.one_of(st.text(max_size=120), json_values), expiries),
+        st.builds(lambda token_id, real: (REVOKE, {"input": {"id": spare if real else token_id}}),
+                  st.one_of(ids, json_values), st.booleans()),
+        st.builds(lambda value: (CREATE, {"input": value}), json_values),
+    )
+    for document, variables in cases(documents, 300):
+        response = await api.client.post(
+            "/graphql",
+            content=json.dumps({"query": document, "variables": variables}, default=str),
+            headers={"content-type": "application/json", "Authorization": f"Bearer {ada.token}"},
+        )
+        check(response, "graphql api tokens", caplog)
