@@ -4,12 +4,14 @@ copied, used for a GraphQL call, listed with its last use, and revoked after a c
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import httpx
 from playwright.sync_api import Browser, Page, expect
 
-from test_web_console import Admin, LiveApp, admin, assert_fits, browser, page, server, sign_in, tab_until
+from test_web_console import SCREENSHOTS, Admin, LiveApp, admin, assert_fits, browser, page, server, sign_in, tab_until
 
 __all__ = ["admin", "browser", "page", "server"]  # fixtures, used by name
 
@@ -20,7 +22,7 @@ def call_with(server: LiveApp, token: str) -> httpx.Response:
     return httpx.post(f"{server.url}/graphql", json=ME, headers={"Authorization": f"Bearer {token}"}, timeout=10)
 
 
-def test_create_use_and_revoke_an_api_token(page: Page, admin: Admin, server: LiveApp):
+def test_create_use_and_revoke_an_api_token(page: Page, admin: Admin, server: LiveApp, tmp_path: Path):
     sign_in(page, admin)
     page.get_by_role("navigation", name="Console").get_by_role("link", name="API tokens").click()
     expect(page.get_by_role("heading", name="API tokens")).to_be_focused()
@@ -61,6 +63,10 @@ def test_create_use_and_revoke_an_api_token(page: Page, admin: Admin, server: Li
     expect(page.get_by_role("heading", name="API tokens")).to_be_focused()
     expect(new_row).not_to_contain_text("Never")
     assert value not in page.content()
+    # docs/console.md's picture, refreshed with KEYRELEASE_UPDATE_SCREENSHOTS=1 like the others
+    out = SCREENSHOTS if os.environ.get("KEYRELEASE_UPDATE_SCREENSHOTS") == "1" else tmp_path
+    page.screenshot(path=str(out / "api-tokens.png"), full_page=True)
+    assert (out / "api-tokens.png").stat().st_size > 1000
 
     # Revoking asks once more, then the token is refused with the next request.
     new_row.get_by_role("button", name="Revoke Nightly report").click()
