@@ -137,6 +137,8 @@ def test_every_console_and_readme_operation_is_under_the_default_limit():
         "ResendCode": {"input": key},
         "RevealKey": {"input": {**key, "oneTimePassword": "AAAA-BBBB-CCCC-DDDD"}},
         "RevokeKey": {"input": key},
+        "CreateApiToken": {"input": {"name": "n", "expiresAt": "2031-01-01T00:00:00Z"}},
+        "RevokeApiToken": {"input": {"id": "1"}},
     }
     costs = {name: cost(text, variables.get(name, {})) for name, text in documents.items()}
     assert all(value is not None for value in costs.values()), costs
