@@ -145,6 +145,8 @@ def test_every_console_and_readme_operation_is_under_the_default_limit():
         "RemovePasskey": {"input": {"passkeyId": key["keyId"]}},
         "BeginPasskeyVerification": {"input": key},
         "VerifyKeyWithPasskey": {"input": {**key, "passkeyAssertion": "{}"}},
+        "CreateApiToken": {"input": {"name": "n", "expiresAt": "2031-01-01T00:00:00Z"}},
+        "RevokeApiToken": {"input": {"id": "1"}},
     }
     costs = {name: cost(text, variables.get(name, {})) for name, text in documents.items()}
     assert all(value is not None for value in costs.values()), costs

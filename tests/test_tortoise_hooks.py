@@ -8,7 +8,7 @@ import inspect
 
 import pytest
 from tortoise import connections
-from tortoise.backends.sqlite.client import SqliteClient, SqliteTransactionWrapper
+from tortoise.backends.sqlite.client import SqliteClient, SqliteTransactionContext, SqliteTransactionWrapper
 from tortoise.fields import CharField
 from tortoise.migrations.recorder import MigrationRecorder
 from tortoise.models import Model
@@ -106,11 +106,22 @@ async def test_the_migrations_recorder_declares_the_table_tortoise_records_into(
 
 
 def test_db_sqlite_overrides_tortoise_sqlite_transactions_step_for_step():
-    """``keyrelease.db.sqlite`` copies two private methods of Tortoise's SQLite client, changing
-    one thing each: ``_in_transaction`` builds the context around another wrapper, whose
-    ``begin`` says ``BEGIN IMMEDIATE``. Tortoise's own must still read as they did when copied."""
+    """``keyrelease.db.sqlite`` copies three private methods of Tortoise's SQLite client,
+    changing one thing each: ``_in_transaction`` builds another context around another wrapper,
+    whose ``begin`` says ``BEGIN IMMEDIATE``, and the context's ``__aenter__`` gives the lock back
+    when the start fails. Tortoise's own must still read as they did when copied."""
     ours, theirs = inspect.getsource(ImmediateSqliteClient._in_transaction), inspect.getsource(SqliteClient._in_transaction)
-    assert theirs.replace("SqliteTransactionWrapper", "ImmediateTransactionWrapper") == ours
+    assert theirs.replace("SqliteTransactionWrapper", "ImmediateTransactionWrapper").replace(
+        "SqliteTransactionContext", "ReleasingTransactionContext"
+    ) == ours
+    enter = inspect.getsource(SqliteTransactionContext.__aenter__)
+    assert enter.endswith(
+        "        await self._trxlock.acquire()\n"
+        "        await self.ensure_connection()\n"
+        "        self.token = get_connections().set(self.connection_name, self.connection)\n"
+        "        await self.connection.begin()\n"
+        "        return self.connection\n"
+    ), enter
     begin = inspect.getsource(SqliteTransactionWrapper.begin)
     assert "await self._connection.commit()\n            await self._connection.execute(\"BEGIN\")" in begin
     assert issubclass(ImmediateTransactionWrapper, SqliteTransactionWrapper)

@@ -69,6 +69,7 @@ def create_app(
             clock=services.clock,
             limiter=services.limiter,
             trusted_proxies=settings.trusted_proxies,
+            api_tokens=services.api_tokens,
             graphiql=settings.graphiql,
             max_unauthenticated_bytes=settings.graphql_max_unauthenticated_bytes,
             expiry_notices=services.notices.thresholds,

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, TypeVar
 
-from keyrelease import config, db, logs
+from keyrelease import config, db, logs, validation
 from keyrelease.clock import SystemClock
 from keyrelease.config import Settings
 from keyrelease.exceptions import ConfigError
@@ -173,6 +173,7 @@ def cmd_admin_list(args: argparse.Namespace) -> int:
             print(
                 f"  token {token.id}\t{token.state(now)}\tcreated {_when(token.created_at)}"
                 f"\texpires {_when(token.expires_at)}\trevoked {_when(token.revoked_at)}"
+                f"\tlast used {_when(token.last_used_at)}\tname {validation.visible(token.name)}"
             )
     return 0
 

@@ -27,7 +27,7 @@ from keyrelease.mail import dispatcher as delivery
 from keyrelease.mail.templates import MailTemplates, load_templates
 from keyrelease.policy import VerificationPolicy
 from keyrelease.secret_scanning.public_keys import PublicKeysError, ScanningKeys, load_keys
-from keyrelease.service import rotation, sessions, sso
+from keyrelease.service import api_tokens, rotation, sessions, sso
 from keyrelease.service.admins import DEFAULT_TTL_DAYS, MAX_TTL_DAYS
 from keyrelease.service.ratelimit import Rate, RateLimits
 
@@ -481,6 +481,8 @@ SETTINGS: tuple[Setting, ...] = (
             256 * 1024, Whole(1024, 16 * 1024 * 1024)),
     Setting("ADMIN_TOKEN_TTL_DAYS", LIMITS, "lifetime of a new admin token (--expires-days overrides)",
             DEFAULT_TTL_DAYS, Whole(1, MAX_TTL_DAYS)),
+    Setting("API_TOKEN_MAX_LIFETIME_DAYS", LIMITS, "the longest expiry an API token created in the console may have",
+            api_tokens.DEFAULT_MAX_LIFETIME_DAYS, Whole(1, MAX_TTL_DAYS)),
     Setting("LOG_FORMAT", LIMITS, "text for people, json (one object per line) for log collectors",
             "text", OneOf(("text", "json"))),
     Setting("SESSION_IDLE_SECONDS", SIGN_IN, "a console session ends after this long without a request",
@@ -567,6 +569,7 @@ class Settings:
     secret_scanning_keys: ScanningKeys | None
     secret_scanning_max_body_bytes: int
     admin_token_ttl_days: int
+    api_token_max_lifetime_days: int
     log_format: str
     session_idle_seconds: int
     session_lifetime_seconds: int

@@ -19,6 +19,8 @@ from keyrelease.validation import EMAIL_MAX
 # checks (keyrelease.service) and the cuts before a write (the mail dispatcher) use these names,
 # so each limit is written once, here. An email address column is EMAIL_MAX wide.
 KEY_NAME_MAX = 100
+#: An admin API token's name (``keyrelease.service.api_tokens``).
+TOKEN_NAME_MAX = 100
 #: An institution's, an admin's or a partner's name.
 NAME_MAX = 200
 CLIENT_ID_MAX = 80
@@ -163,10 +165,14 @@ class AdminToken(Model):
     admin: fields.ForeignKeyRelation[Admin] = fields.ForeignKeyField(
         "models.Admin", related_name="tokens", on_delete=fields.CASCADE
     )
+    #: What the admin called it (``cli`` for a token from ``keyrelease admin create``/``token``).
+    name = fields.CharField(max_length=TOKEN_NAME_MAX, default="cli", db_default="cli")
     token_hash = fields.CharField(max_length=64, unique=True)
     created_at = fields.DatetimeField()
     expires_at = fields.DatetimeField(null=True)
     revoked_at = fields.DatetimeField(null=True)
+    #: Written in batches by :class:`keyrelease.service.clients.LastUseRecorder`, as a key's is.
+    last_used_at = fields.DatetimeField(null=True)
 
     admin_id: int
 

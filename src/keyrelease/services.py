@@ -23,6 +23,7 @@ from keyrelease.mail.transport import Transport
 from keyrelease.oauth.signing_keys import load_key_ring
 from keyrelease.oauth.tokens import TokenIssuer
 from keyrelease.oidc import OpenIDConnectClient
+from keyrelease.service.api_tokens import ApiTokens
 from keyrelease.service.clients import ClientAuthenticator, LastUseRecorder
 from keyrelease.service.keys import KeyService
 from keyrelease.service.leaks import LeakService
@@ -62,6 +63,7 @@ class Services:
     #: Console sessions, and the sign-in with an institution's identity provider that opens them.
     sessions: SessionService
     sign_in: SignIn
+    api_tokens: ApiTokens
 
     @cached_property
     def issuer(self) -> TokenIssuer:
@@ -117,6 +119,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         clients=ClientAuthenticator(clock=clock, last_use=last_use, rotations=keys.rotations),
         sessions=sessions,
         sign_in=sign_in,
+        api_tokens=ApiTokens(clock=clock, last_use=last_use, max_lifetime_days=settings.api_token_max_lifetime_days),
     )
 
 

@@ -241,6 +241,7 @@ class TokenOwner:
     admin: Admin
     revoked_at: datetime | None
     expires_at: datetime | None
+    token_id: int
 
 
 async def admin_by_token_hash(token_hash: str) -> TokenOwner | None:
@@ -251,14 +252,19 @@ async def admin_by_token_hash(token_hash: str) -> TokenOwner | None:
         return None
     admin = _hydrate(Admin, row, "a_")
     _attach(admin, "institution", _hydrate(Institution, row, "i_"))
-    return TokenOwner(admin=admin, revoked_at=_moment(row["t_revoked_at"]), expires_at=_moment(row["t_expires_at"]))
+    return TokenOwner(
+        admin=admin,
+        revoked_at=_moment(row["t_revoked_at"]),
+        expires_at=_moment(row["t_expires_at"]),
+        token_id=row["t_id"],
+    )
 
 
 @functools.cache
 def _token_sql() -> str:
     """Built on first use: the models' metadata is complete only once Tortoise is initialised."""
     return (
-        f"SELECT t.{_column(AdminToken, 'revoked_at')} AS t_revoked_at, "
+        f"SELECT t.{_pk(AdminToken)} AS t_id, t.{_column(AdminToken, 'revoked_at')} AS t_revoked_at, "
         f"t.{_column(AdminToken, 'expires_at')} AS t_expires_at, "
         f"{_columns(Admin, 'a', 'a_')}, {_columns(Institution, 'i', 'i_')} "
         f"FROM {_table(AdminToken)} t "

@@ -14,9 +14,11 @@ Selected by :func:`keyrelease.db.tortoise_config` for ``sqlite://`` URLs.
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 from tortoise.backends.base.client import TransactionContext
 from tortoise.backends.sqlite.client import SqliteClient, SqliteTransactionContext, SqliteTransactionWrapper
+from tortoise.connection import get_connections
 from tortoise.exceptions import TransactionManagementError
 
 
@@ -29,9 +31,32 @@ class ImmediateTransactionWrapper(SqliteTransactionWrapper):
             raise TransactionManagementError(exc) from exc
 
 
+class ReleasingTransactionContext(SqliteTransactionContext):
+    """Tortoise's context, but one whose start fails or is cancelled (a task cancelled at
+    shutdown while ``BEGIN IMMEDIATE`` waits for the write lock) gives the connection's lock
+    back. Tortoise's keeps it, since ``__aexit__`` never runs for a failed ``__aenter__``, and
+    every later transaction of the process (the last-use flush on the way out) waits for ever.
+    A ``BEGIN`` that still completes on aiosqlite's thread is ended by the next ``begin``,
+    which commits first."""
+
+    async def __aenter__(self) -> Any:
+        await self._trxlock.acquire()
+        token = None
+        try:
+            await self.ensure_connection()
+            token = self.token = get_connections().set(self.connection_name, self.connection)
+            await self.connection.begin()
+        except BaseException:
+            if token is not None:
+                get_connections().reset(token)
+            self._trxlock.release()
+            raise
+        return self.connection
+
+
 class ImmediateSqliteClient(SqliteClient):
     def _in_transaction(self) -> TransactionContext:
-        return SqliteTransactionContext(ImmediateTransactionWrapper(self), self._lock)
+        return ReleasingTransactionContext(ImmediateTransactionWrapper(self), self._lock)
 
 
 client_class = ImmediateSqliteClient

@@ -15,7 +15,7 @@ from keyrelease.client_address import IPNetwork
 from keyrelease.clock import Clock
 from keyrelease.graphql.loaders import Loaders
 from keyrelease.models import Admin
-from keyrelease.service import admins
+from keyrelease.service.api_tokens import ApiTokens
 from keyrelease.service.keys import KeyService, parse_key_id
 from keyrelease.service.ratelimit import Limited, RateLimiter
 from keyrelease.web.sign_in import SessionCookies
@@ -49,6 +49,7 @@ class Context:
     clock: Clock
     limiter: RateLimiter
     trusted_proxies: tuple[IPNetwork, ...]
+    api_tokens: ApiTokens
     response: Response | None = None
     #: KEYRELEASE_EXPIRY_NOTICES, largest first (``policy { expiryNotices }``).
     expiry_notices: tuple[timedelta, ...] = ()
@@ -57,6 +58,8 @@ class Context:
     session_cookies: SessionCookies | None = None
     loaders: Loaders = field(default_factory=Loaders, init=False)
     _admin: Admin | None = field(default=None, init=False)
+    #: The id of the bearer token the request was accepted with (``apiTokens { inUse }``).
+    token_id: int | None = field(default=None, init=False)
     _checked: bool = field(default=False, init=False)
     _session_problem: str | None = field(default=None, init=False)
     #: Fields of a query run concurrently (aliases, siblings): the first to ask authenticates
@@ -71,7 +74,9 @@ class Context:
                 header = self.request.headers.get("authorization", "")
                 scheme, _, token = header.partition(" ")
                 if scheme.lower() == "bearer" and token.strip():
-                    self._admin = await admins.authenticate(self.clock, token.strip())
+                    signed_in = await self.api_tokens.sign_in(token.strip())
+                    if signed_in is not None:
+                        self._admin, self.token_id = signed_in.admin, signed_in.token_id
                 elif self.session_cookies is not None:
                     self._admin, self._session_problem = await self.session_cookies.admin_of(self.request)
                 self._checked = True

@@ -50,14 +50,18 @@ from graphql.execution.values import VariableValues, get_argument_values, get_va
 from graphql.utilities import get_operation_ast
 from strawberry.extensions import SchemaExtension
 
+from keyrelease.service import api_tokens
+
 #: Nominal sizes of the lists that take no ``first`` argument, by (type, field).
 #: A key has at most about 20 events under the default policy (created, 4 codes, 5 failures,
 #: lock or verification, reveal, the partner's password, its 5 failures and reveal, revocation;
 #: an expiry notice or four). The policy's expiry-notice thresholds are a handful.
+#: An admin's API tokens are listed :data:`keyrelease.service.api_tokens.MAX_LISTED` at most.
 LIST_SIZES: Mapping[tuple[str, str], int] = {
     ("ApiKey", "events"): 20,
     ("Policy", "expiryNotices"): 10,
     ("Query", "passkeys"): 10,  # keyrelease.service.passkeys.MAX_PASSKEYS
+    ("Query", "apiTokens"): api_tokens.MAX_LISTED,
 }
 #: The size assumed for a list the table does not name (none today; a test checks).
 UNKNOWN_LIST_SIZE = 100

@@ -26,6 +26,14 @@ from strawberry.types.nodes import SelectedField, Selection
 from keyrelease.deadline import UNAVAILABLE
 from keyrelease.graphql import errors, limits
 from keyrelease.graphql import passkeys as gql_passkeys
+from keyrelease.graphql.api_tokens import (
+    ApiToken,
+    CreateApiTokenInput,
+    CreateApiTokenResult,
+    RevokeApiTokenInput,
+    RevokeApiTokenResult,
+)
+from keyrelease.graphql.api_tokens import map_result as map_token_result
 from keyrelease.graphql.context import TOKEN_NOT_ACCEPTED, ClientError, Context
 from keyrelease.graphql.cost import AdminTurns, QueryCostLimit
 from keyrelease.graphql.guess_limit import OneGuessPerRequest
@@ -158,6 +166,15 @@ class Query:
     async def passkeys(self, info: Info[Context, None]) -> list[gql_passkeys.Passkey]:
         admin = await info.context.querying_admin()
         return [gql_passkeys.Passkey.of(p) for p in await info.context.keys.passkeys.of_admin(admin)]
+
+    @strawberry.field(
+        description="Your own API tokens (admin bearer tokens, the CLI's too): every live one, newest first, "
+        "then the newest revoked or expired ones, 50 in all. Never a token's value.",
+    )
+    async def api_tokens(self, info: Info[Context, None]) -> list[ApiToken]:
+        context = info.context
+        rows = await context.api_tokens.list(await context.querying_admin())
+        return [ApiToken.of(row, context.clock.now(), context.token_id) for row in rows]
 
     @strawberry.field(description="A key of your institution, or null.")
     async def key(self, info: Info[Context, None], id: strawberry.ID) -> ApiKey | None:
@@ -331,6 +348,22 @@ class Mutation:
     async def remove_passkey(self, info: Info[Context, None], input: gql_passkeys.RemovePasskeyInput) -> RemovePasskeyResult:
         admin = await info.context.mutating_admin()
         return _map(await info.context.keys.passkeys.remove(admin, input.passkey_id))
+
+    @strawberry.mutation(
+        description="Create a named API token with an expiry. Its value is in this answer only; only a hash is stored.",
+    )
+    async def create_api_token(self, info: Info[Context, None], input: CreateApiTokenInput) -> CreateApiTokenResult:
+        context = info.context
+        admin = await context.mutating_admin()
+        created = await context.api_tokens.create(admin, name=input.name, expires_at=input.expires_at)
+        return map_token_result(created, context.clock.now(), context.token_id)
+
+    @strawberry.mutation(description="Revoke one of your API tokens: the next request sent with it is refused.")
+    async def revoke_api_token(self, info: Info[Context, None], input: RevokeApiTokenInput) -> RevokeApiTokenResult:
+        context = info.context
+        admin = await context.mutating_admin()
+        revoked = await context.api_tokens.revoke(admin, input.id)
+        return map_token_result(revoked, context.clock.now(), context.token_id)
 
 
 def _should_mask(error: GraphQLError) -> bool:

@@ -17,6 +17,7 @@ from keyrelease import web
 from keyrelease.client_address import IPNetwork
 from keyrelease.clock import Clock
 from keyrelease.graphql.context import Context
+from keyrelease.service.api_tokens import ApiTokens
 from keyrelease.service.keys import KeyService
 from keyrelease.service.ratelimit import RateLimiter
 from keyrelease.web.sign_in import SessionCookies
@@ -38,6 +39,7 @@ class GraphQLView(GraphQL):
         clock: Clock,
         limiter: RateLimiter,
         trusted_proxies: tuple[IPNetwork, ...],
+        api_tokens: ApiTokens,
         graphiql: bool,
         max_unauthenticated_bytes: int,
         expiry_notices: tuple[timedelta, ...] = (),
@@ -48,6 +50,7 @@ class GraphQLView(GraphQL):
         self._clock = clock
         self._limiter = limiter
         self._trusted_proxies = trusted_proxies
+        self._api_tokens = api_tokens
         self._graphiql = graphiql
         self.max_unauthenticated_bytes = max_unauthenticated_bytes
         self._expiry_notices = expiry_notices
@@ -65,6 +68,7 @@ class GraphQLView(GraphQL):
             clock=self._clock,
             limiter=self._limiter,
             trusted_proxies=self._trusted_proxies,
+            api_tokens=self._api_tokens,
             response=response,
             expiry_notices=self._expiry_notices,
             session_cookies=self._session_cookies,

@@ -1,5 +1,6 @@
 """Admins and their API tokens: creation, listing and revocation (from the CLI) and
-authentication (every request).
+authentication (every request). The tokens an admin makes in the console (named, with an
+expiry) are :mod:`keyrelease.service.api_tokens`; they are rows of the same table.
 
 A token is stored only as its SHA-256; it expires ``ttl_days`` after issue and can be revoked
 by its value or by its id (shown by ``keyrelease admin list``). Nothing is cached: every
@@ -66,14 +67,20 @@ async def create_admin(
     return NewAdmin(admin=admin, institution=inst, token=token)
 
 
+#: The name of the tokens ``keyrelease admin create`` and ``admin token`` issue.
+CLI_TOKEN_NAME = "cli"
+
+
 async def issue_token(clock: Clock, admin: Admin, *, ttl_days: int | None = DEFAULT_TTL_DAYS) -> str:
-    """A new token for ``admin``, valid ``ttl_days`` (None: until revoked); shown only here."""
+    """A new token for ``admin``, named ``cli``, valid ``ttl_days`` (None: until revoked);
+    shown only here."""
     if ttl_days is not None and not 1 <= ttl_days <= MAX_TTL_DAYS:
         raise AdminInputError(f"a token must expire within 1 to {MAX_TTL_DAYS} days")
     token = credentials.new_admin_token()
     now = clock.now()
     await AdminToken.create(
         admin_id=admin.id,
+        name=CLI_TOKEN_NAME,
         token_hash=credentials.hash_secret(token),
         created_at=now,
         expires_at=now + timedelta(days=ttl_days) if ttl_days is not None else None,
@@ -112,6 +119,8 @@ class TokenSummary:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    name: str = CLI_TOKEN_NAME
+    last_used_at: datetime | None = None
 
     def state(self, now: datetime) -> str:
         if self.revoked_at is not None:
@@ -145,7 +154,14 @@ async def list_admins() -> list[AdminSummary]:
             institution=admin.institution.name,
             created_at=admin.created_at,
             tokens=tuple(
-                TokenSummary(id=t.id, created_at=t.created_at, expires_at=t.expires_at, revoked_at=t.revoked_at)
+                TokenSummary(
+                    id=t.id,
+                    created_at=t.created_at,
+                    expires_at=t.expires_at,
+                    revoked_at=t.revoked_at,
+                    name=t.name,
+                    last_used_at=t.last_used_at,
+                )
                 for t in sorted(admin.tokens, key=lambda t: t.id)
             ),
             disabled_at=admin.disabled_at,
@@ -154,9 +170,18 @@ async def list_admins() -> list[AdminSummary]:
     ]
 
 
-async def authenticate(clock: Clock, token: str) -> Admin | None:
-    """The admin a bearer token belongs to, or None (unknown, revoked or expired token, or a
-    disabled admin's: the caller cannot tell which).
+@dataclass(frozen=True)
+class SignedIn:
+    """An accepted admin token: the admin (with ``admin.institution`` attached) and the
+    token's id (the one ``apiTokens`` marks as in use)."""
+
+    admin: Admin
+    token_id: int
+
+
+async def sign_in(clock: Clock, token: str) -> SignedIn | None:
+    """The admin a bearer token belongs to and the token's id, or None (unknown, revoked or
+    expired token, or a disabled admin's: the caller cannot tell which).
 
     One point read (:func:`keyrelease.db.fastpath.admin_by_token_hash`), which also brings the
     admin's institution, attached as ``admin.institution``."""
@@ -167,4 +192,10 @@ async def authenticate(clock: Clock, token: str) -> Admin | None:
         return None
     if found.expires_at is not None and found.expires_at <= clock.now():
         return None
-    return found.admin
+    return SignedIn(admin=found.admin, token_id=found.token_id)
+
+
+async def authenticate(clock: Clock, token: str) -> Admin | None:
+    """The admin a bearer token belongs to, or None (:func:`sign_in`)."""
+    signed_in = await sign_in(clock, token)
+    return signed_in.admin if signed_in is not None else None

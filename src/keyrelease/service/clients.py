@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
+from typing import Any
 
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
@@ -27,7 +28,7 @@ from tortoise.transactions import in_transaction
 from keyrelease import credentials
 from keyrelease.clock import Clock
 from keyrelease.db import fastpath
-from keyrelease.models import CLIENT_ID_MAX, ApiKey
+from keyrelease.models import CLIENT_ID_MAX, AdminToken, ApiKey
 from keyrelease.service.rotation import Rotations
 from keyrelease.status import may_authenticate
 
@@ -84,43 +85,57 @@ async def find_key(client_id: str) -> KeyRecord | None:
 
 
 class LastUseRecorder:
-    """Remembers the latest use of each key in memory; :meth:`flush` writes them in one
+    """Remembers the latest use of each key, and of each admin token
+    (:mod:`keyrelease.service.api_tokens`), in memory; :meth:`flush` writes them in one
     transaction. The app flushes every ``flush_seconds`` and once more on shutdown, so
-    ``lastUsedAt`` lags by at most that long, and a busy key costs one write per interval
-    rather than one per token. Each write only moves ``last_used_at`` forward, so several
-    instances flushing their own batches agree."""
+    ``lastUsedAt`` lags by at most that long, and a busy key or token costs one write per
+    interval rather than one per request. Each write only moves ``last_used_at`` forward, so
+    several instances flushing their own batches agree."""
 
     def __init__(self, flush_seconds: float) -> None:
         self.flush_seconds = flush_seconds
         self._pending: dict[uuid.UUID, datetime] = {}
+        self._pending_tokens: dict[int, datetime] = {}
 
     @property
     def pending(self) -> Mapping[uuid.UUID, datetime]:
-        """Uses recorded since the last flush (read-only view)."""
+        """Key uses recorded since the last flush (read-only view)."""
         return MappingProxyType(self._pending)
 
+    @property
+    def pending_tokens(self) -> Mapping[int, datetime]:
+        """Admin-token uses recorded since the last flush (read-only view)."""
+        return MappingProxyType(self._pending_tokens)
+
     def record(self, key_id: uuid.UUID, at: datetime) -> None:
-        current = self._pending.get(key_id)
-        if current is None or at > current:
-            self._pending[key_id] = at
+        _keep_latest(self._pending, key_id, at)
+
+    def record_token(self, token_id: int, at: datetime) -> None:
+        _keep_latest(self._pending_tokens, token_id, at)
 
     async def flush(self) -> int:
-        """Write the remembered uses; returns how many keys were written. On failure the
-        batch is kept for the next flush."""
-        if not self._pending:
+        """Write the remembered uses; returns how many keys and tokens were written. On failure
+        the batch is kept for the next flush."""
+        if not self._pending and not self._pending_tokens:
             return 0
         batch, self._pending = self._pending, {}
+        tokens, self._pending_tokens = self._pending_tokens, {}
         try:
             async with in_transaction():
-                for key_id, at in batch.items():
-                    await ApiKey.filter(Q(last_used_at=None) | Q(last_used_at__lt=at), id=key_id).update(
-                        last_used_at=at
-                    )
+                uses: tuple[tuple[type[ApiKey | AdminToken], Mapping[Any, datetime]], ...] = (
+                    (ApiKey, batch),
+                    (AdminToken, tokens),
+                )
+                for model, used in uses:
+                    for id, at in used.items():
+                        await model.filter(Q(last_used_at=None) | Q(last_used_at__lt=at), id=id).update(last_used_at=at)
         except BaseException:
             for key_id, at in batch.items():
                 self.record(key_id, at)
+            for token_id, at in tokens.items():
+                self.record_token(token_id, at)
             raise
-        return len(batch)
+        return len(batch) + len(tokens)
 
     async def run_forever(self) -> None:
         while True:
@@ -131,6 +146,12 @@ class LastUseRecorder:
                 raise
             except Exception:
                 log.exception("last-use flush failed; will retry")
+
+
+def _keep_latest(pending: dict[Any, datetime], id: Any, at: datetime) -> None:
+    current = pending.get(id)
+    if current is None or at > current:
+        pending[id] = at
 
 
 class ClientAuthenticator:

@@ -1,6 +1,7 @@
 // The admin console: sign in, list keys, create a key, verify it with the emailed code while
 // its two clocks run (verify.js), reveal an institutional key's credentials once; rotate an
-// active key's secret through the same verification, and follow both secrets' overlap.
+// active key's secret through the same verification, and follow both secrets' overlap;
+// an admin's passkeys (passkeys.js) and API tokens (tokens.js).
 //
 // Screens are <section data-screen> elements in console.html; the URL fragment says which one
 // (#/keys, #/new, #/keys/<id>, and a key's rotation: #/keys/<id>/rotate to start it,
@@ -24,6 +25,7 @@ import {
 } from "./operations.js";
 import { continueWithInstitution, endSession } from "./sign_in.js";
 import { showPasskeys } from "./passkeys.js";
+import { showTokens } from "./tokens.js";
 import { NEW_KEY, ROTATION, showVerify } from "./verify.js";
 
 const TOKEN_STORAGE = "keyrelease.adminToken";
@@ -122,7 +124,8 @@ function route() {
     return;
   }
   const [, section, id, part] = hash.split("/");
-  if (section === "new") showCreate();
+  if (section === "tokens") screen.leave = showTokens(session);
+  else if (section === "new") showCreate();
   else if (section === "passkeys") screen.leave = showPasskeys(session);
   else if (section === "keys" && id && part === "rotate") loadKey(decodeURIComponent(id), showRotate);
   else if (section === "keys" && id && part === "rotation") loadKey(decodeURIComponent(id), showRotation);

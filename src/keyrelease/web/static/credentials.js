@@ -73,3 +73,4 @@ export function showCredentials(container, { clientId, clientSecret }, { focus =
     container.replaceChildren();
   };
 }
+export { field as secretField };

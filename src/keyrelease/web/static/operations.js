@@ -224,3 +224,48 @@ export const VERIFY_KEY_WITH_PASSKEY = `
     }
   }
 `;
+
+// An admin's API tokens (tokens.js). A token's value comes back once, in CreateApiToken's answer.
+const API_TOKEN_FIELDS = `
+  fragment ApiTokenFields on ApiToken {
+    id
+    name
+    status
+    createdAt
+    expiresAt
+    lastUsedAt
+    revokedAt
+    inUse
+  }
+`;
+
+export const API_TOKENS = `
+  query ApiTokens {
+    apiTokens { ...ApiTokenFields }
+  }
+  ${API_TOKEN_FIELDS}
+`;
+
+export const CREATE_API_TOKEN = `
+  mutation CreateApiToken($input: CreateApiTokenInput!) {
+    createApiToken(input: $input) {
+      __typename
+      ... on CreatedApiToken { value token { ...ApiTokenFields } }
+      ... on ValidationError { field message }
+      ... on ApiTokenLimitError { message }
+    }
+  }
+  ${API_TOKEN_FIELDS}
+`;
+
+export const REVOKE_API_TOKEN = `
+  mutation RevokeApiToken($input: RevokeApiTokenInput!) {
+    revokeApiToken(input: $input) {
+      __typename
+      ... on ApiToken { ...ApiTokenFields }
+      ... on ApiTokenNotFoundError { message }
+      ... on ValidationError { field message }
+    }
+  }
+  ${API_TOKEN_FIELDS}
+`;
