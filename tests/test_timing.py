@@ -117,6 +117,104 @@ async def test_token_refusals_take_the_same_time_at_the_scale_of_their_cost(api,
     assert abs(medians["unknown client"] - medians["wrong secret"]) < 0.25 * cost, medians
 
 
+# -- the token endpoint during a rotation's overlap: two secrets, the same work ---------------
+
+ROTATE_KEY = "mutation($input: RotateKeyInput!) { rotateKey(input: $input) { __typename } }"
+
+
+async def rotated_key(api, admin, clock) -> tuple[dict, dict]:  # type: ignore[no-untyped-def]
+    """A released key rotated and its new secret revealed: both credentials live (the overlap)."""
+    key, old = await released_key(api, admin)
+    rotated = await api.data(ROTATE_KEY, {"input": {"keyId": key["id"]}}, admin.token)
+    assert rotated["rotateKey"]["__typename"] == "ApiKey", rotated
+    assert (await api.verify(admin, key["id"], await api.code_for(admin, 2)))["status"] == "ACTIVE"
+    new = await api.reveal(admin, key["id"])
+    assert new["__typename"] == "KeyCredentials" and new["clientId"] == old["clientId"], new
+    return old, new
+
+
+def answer(response) -> tuple[int, list[tuple[str, str]], bytes]:  # type: ignore[no-untyped-def]
+    """Everything a client sees of a token response (a refusal's, compared byte for byte), but
+    the request's own ID (``X-Request-ID``, different for every request by design)."""
+    headers = sorted((name, value) for name, value in response.headers.multi_items() if name != "x-request-id")
+    return response.status_code, headers, response.content
+
+
+async def test_during_an_overlap_old_new_wrong_and_unknown_cost_the_same_hashing(api, client, clock, monkeypatch):
+    """While both secrets authenticate, each request compares every secret it was sent with
+    both the key's hashes, whichever secret it is, and whether the client exists at all; the
+    refusals (a wrong secret, an unknown client, the old secret once retired) are the same bytes."""
+    ada = await api.admin()
+    old, new = await rotated_key(api, ada, clock)
+    client_id = old["clientId"]
+    work = HashWork(monkeypatch)
+    responses: dict[str, object] = {}
+
+    def token(case: str, client_id: str, secret: str, status: int):  # type: ignore[no-untyped-def]
+        async def call() -> None:
+            response = await request_token(client, client_id, secret)
+            assert response.status_code == status, (case, response.text)
+            responses[case] = response
+
+        return call
+
+    wrong_secret = credentials.new_client_secret()  # well-formed: looked up and hashed like any other
+    cases = {
+        "new secret": token("new secret", client_id, new["clientSecret"], 200),
+        "old secret": token("old secret", client_id, old["clientSecret"], 200),
+        "wrong secret for the rotating client": token("wrong secret", client_id, wrong_secret, 401),
+        "unknown client": token("unknown client", f"us-east-1#{uuid.uuid4()}", wrong_secret, 401),
+    }
+    costs = {case: await work.of(call) for case, call in cases.items()}
+    # Each secret against the old hash and the new one (an absent hash is compared all the same).
+    assert costs["new secret"] == {"hash": 2, "compare": 2}, costs
+    assert all(cost == costs["new secret"] for cost in costs.values()), costs
+    refusal = answer(responses["wrong secret"])
+    assert answer(responses["unknown client"]) == refusal
+
+    clock.advance(days=1, seconds=1)  # the grace after the new secret's first use: the old one retires
+    retired = token("old secret, retired", client_id, old["clientSecret"], 401)
+    assert await work.of(retired) == costs["new secret"]
+    assert answer(responses["old secret, retired"]) == refusal
+    assert await work.of(token("new secret, alone", client_id, new["clientSecret"], 200)) == costs["new secret"]
+
+
+async def test_overlap_refusals_take_the_same_time_at_the_scale_of_their_cost(api, client, clock):
+    """Statistical cross-check of the lookup during an overlap (the key's row and its open
+    rotation's found, or nothing): a wrong secret for the rotating client, its old secret once
+    retired, and an unknown client. Their medians must agree within a quarter of what one
+    refusal costs (the same measure as the test above for a key without a rotation)."""
+    ada = await api.admin()
+    old, new = await rotated_key(api, ada, clock)
+    assert (await request_token(client, new["clientId"], new["clientSecret"])).status_code == 200  # first use
+    clock.advance(days=1, seconds=1)  # the old secret retired by the grace; the rotation not yet finished
+    unknown = f"us-east-1#{uuid.uuid4()}"
+    cases = {
+        "unknown client": (unknown, "x" * 43),
+        "wrong secret": (old["clientId"], "y" * 43),
+        "retired old secret": (old["clientId"], old["clientSecret"]),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+
+    async def refused(client_id: str, secret: str) -> float:
+        started = time.perf_counter()
+        response = await request_token(client, client_id, secret)
+        elapsed = time.perf_counter() - started
+        assert response.status_code == 401
+        return elapsed
+
+    for _ in range(10):  # warm up every path
+        for client_id, secret in cases.values():
+            await refused(client_id, secret)
+    for _ in range(140):  # interleaved, so a change in the machine's load touches each alike
+        for name, (client_id, secret) in cases.items():
+            samples[name].append(await refused(client_id, secret))
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    print("\noverlap token refusal medians (ms):", {k: round(v * 1000, 3) for k, v in medians.items()})
+    cost = min(medians.values())
+    assert max(medians.values()) - cost < 0.25 * cost, medians
+
+
 # -- verification, resend and reveal: every failure waits for the floor -----------------------
 
 
