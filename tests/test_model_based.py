@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from tortoise import Tortoise
 
 from keyrelease import codes, credentials, db
@@ -204,6 +204,10 @@ class ModelKey:
         return live
 
 
+#: What :meth:`KeyLifecycle._release_now` does right after a rotation's release.
+AFTER_RELEASE = st.sampled_from(["nothing", "use the new secret", "wait out the maximum overlap"])
+
+
 class KeyLifecycle(RuleBasedStateMachine):
     template: Path  # set by the test
 
@@ -226,6 +230,8 @@ class KeyLifecycle(RuleBasedStateMachine):
         )
         self.model: dict[str, ModelKey] = {}
         self.admins: dict[str, Admin] = {}
+        #: (rotation id, "overlap" or "retired"): what :meth:`_count_reached` counted already.
+        self.reached: set[tuple[str, str]] = set()
         self.run(Tortoise.init(config=db.tortoise_config(f"sqlite://{self.dir / 'db.sqlite3'}"), _enable_global_fallback=True))
         for name in ADMINS:
             self.admins[name] = self.run(create_admin(self.clock, institution="Model U", email=f"{name}@model.example")).admin
@@ -409,6 +415,8 @@ class KeyLifecycle(RuleBasedStateMachine):
         seen(f"rotation released ({key.kind.value}, {'new expiry' if rotation.expires_at else 'same expiry'})")
         rotation.released = self.now
         rotation.new_secret = credentials_.client_secret
+        self.reached.add((rotation.id, "overlap"))
+        seen("rotation reached the overlap")
         key.secrets.append(credentials_.client_secret)
         if rotation.expires_at is not None:
             key.expires_at = rotation.expires_at
@@ -462,12 +470,16 @@ class KeyLifecycle(RuleBasedStateMachine):
         if waiting and rotation.partner_attempts < POLICY.max_partner_attempts:
             rotation.partner_attempts += 1
 
-    @rule(key_id=st.one_of(consumes(keys), consumes(released_keys)))
+    @rule(key_id=ANY_KEY)  # not consumed: a revoked key and its rotation stay reachable
     def revoke(self, key_id: str) -> None:
         key = self.model.get(key_id)
         if key is None:
             return
         self.run(self.service.revoke_key(self.admins["ada"], key_id))
+        rotation = key.rotation
+        if not key.revoked and rotation is not None and rotation.status(self.now) in (RotationStatus.PENDING_VERIFICATION, RotationStatus.VERIFIED):
+            seen(f"rotation ended by revocation ({rotation.status(self.now).value})")
+            rotation.cancelled = True  # revoking a key ends its open rotation
         key.revoked = True
 
     # -- rules: rotation --------------------------------------------------------------------
@@ -542,6 +554,48 @@ class KeyLifecycle(RuleBasedStateMachine):
             latest.first_used = self.now  # type: ignore[union-attr]
         return client is not None
 
+    def _awaiting_release(self) -> list[ModelKey]:
+        return [
+            key
+            for key in self.model.values()
+            if key.rotation is not None and key.rotation.pending(self.now) and key.active(self.now)
+        ]
+
+    @precondition(lambda self: bool(self._awaiting_release()))
+    @rule(pick=st.integers(min_value=0, max_value=7), then=AFTER_RELEASE)
+    def verify_and_release_rotation(self, pick: int, then: str) -> None:
+        """The requester verifies a pending rotation with the right code at once, and the new
+        secret is released right after (revealed, or retrieved by the partner), then maybe used
+        or left unused past the maximum overlap: without it random guesses seldom reach the
+        overlap, the grace and the maximum overlap."""
+        waiting = self._awaiting_release()
+        self._release_now(waiting[pick % len(waiting)], then)
+
+    @rule(key_id=released_keys, admin=st.sampled_from(ADMINS), expiry=st.sampled_from(["none", "in 3 days"]), then=AFTER_RELEASE)
+    def rotated(self, key_id: str, admin: str, expiry: str, then: str) -> None:
+        """rotateKey, then at once the right code, the release, and what ``then`` says."""
+        self.rotate(key_id, admin, expiry)
+        key = self.model.get(key_id)
+        if key is not None and key in self._awaiting_release():
+            self._release_now(key, then)
+
+    def _release_now(self, key: ModelKey, then: str) -> None:
+        rotation = key.rotation
+        assert rotation is not None
+        self._verify_rotation(key, rotation, "right")
+        if rotation.verified is None:
+            return  # the code had expired: a failed attempt, as the model says
+        if key.kind is KeyKind.PARTNER:
+            self._partner_reveal(key.id, "right")
+        else:
+            self._reveal(key.id, rotation.requester)
+        if rotation.released is None:
+            return
+        if then == "use the new secret":
+            self._authenticate(key, key.client_id, rotation.new_secret)  # type: ignore[arg-type]
+        elif then == "wait out the maximum overlap":
+            self.clock.advance(ROTATION.max_overlap_seconds)
+
     # -- rules: the clock and the periodic passes ------------------------------------------
 
     @rule(seconds=st.sampled_from([301, 1, 60, 299, 450, 899, 901, 3600, 72 * 3600, 72 * 3600 + 1]))
@@ -601,6 +655,7 @@ class KeyLifecycle(RuleBasedStateMachine):
         mail = self.run(OutboxMessage.filter(kind__in=[MessageKind.PARTNER_OTP, MessageKind.VERIFICATION_CODE]).values_list("key_id", "kind", "recipient", "payload"))
         partner_mail = Counter(str(k) for k, kind, _, _ in mail if kind == MessageKind.PARTNER_OTP)
         code_mail = Counter((str(k), p.get("rotation_id"), to) for k, kind, to, p in mail if kind == MessageKind.VERIFICATION_CODE)
+        self._count_reached()
         rotations: dict[str, list[KeyRotation]] = {}
         for row in self.run(KeyRotation.all().order_by("started_at")):
             rotations.setdefault(str(row.key_id), []).append(row)
@@ -625,6 +680,20 @@ class KeyLifecycle(RuleBasedStateMachine):
             assert counts["LOCKED"] <= 1 and counts["REVOKED"] == (1 if key.revoked else 0)
             assert code_mail[(key_id, None, f"{key.creator}@model.example")] == 1 + key.resends
             self._rotations_agree(key, row, rotations.get(key_id, []), counts, partner_mail[key_id], code_mail)
+
+    def _count_reached(self) -> None:
+        """Count, once per rotation, the overlap reached and how the old secret retired."""
+        for key in self.model.values():
+            for rotation in key.rotations:
+                status = rotation.status(self.now)
+                if status is RotationStatus.OVERLAP and (rotation.id, "overlap") not in self.reached:
+                    self.reached.add((rotation.id, "overlap"))
+                    seen("rotation reached the overlap")
+                if status is RotationStatus.COMPLETED and (rotation.id, "retired") not in self.reached:
+                    self.reached.add((rotation.id, "retired"))
+                    assert rotation.released is not None
+                    by_grace = rotation.retires_at() != rotation.released + timedelta(seconds=ROTATION.max_overlap_seconds)
+                    seen("old secret retired by the " + ("grace" if by_grace else "maximum overlap"))
 
     def _rotations_agree(
         self, key: ModelKey, row: ApiKey, rows: list[KeyRotation], counts: Counter, partner_mail: int, code_mail: Counter

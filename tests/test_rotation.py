@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from keyrelease.models import EventType, KeyRotation
+from keyrelease.models import EventType, KeyRotation, OutboxMessage
 from keyrelease.testing.api import CODE_LINE, OTP_LINE, AdminUser, Api, released_key
 from keyrelease.testing.tokens import request_token
 
@@ -361,3 +361,90 @@ async def test_the_policy_shows_the_default_rotation_numbers(api):
     ada = await api.admin()
     policy = (await api.data("{ policy { rotationGraceSeconds rotationMaxOverlapSeconds } }", token=ada.token))["policy"]
     assert policy == {"rotationGraceSeconds": 86400, "rotationMaxOverlapSeconds": 604800}
+
+
+REVOKE = "mutation($input: RevokeKeyInput!) { revokeKey(input: $input) { __typename ... on ApiKey { status } } }"
+
+
+async def test_revoking_a_key_ends_its_open_rotation(api, clock):
+    ada = await api.admin()
+    key, _ = await released_key(api, ada)
+    await rotate(api, ada, key["id"])
+    code = await rotation_code(api, ada, 2)
+    queued = await OutboxMessage.filter(key_id=key["id"]).count()
+    revoked = (await api.data(REVOKE, {"input": {"keyId": key["id"]}}, ada.token))["revokeKey"]
+    assert revoked == {"__typename": "ApiKey", "status": "REVOKED"}
+    unknown = await api.verify(ada, "00000000-0000-0000-0000-000000000001", code)
+    assert await api.verify(ada, key["id"], code) == unknown  # the generic error, as for an unknown key
+    assert await api.resend(ada, key["id"]) == await api.resend(ada, "00000000-0000-0000-0000-000000000001")
+    assert (await api.reveal(ada, key["id"]))["__typename"] == "VerificationError"
+    shown = await shown_key(api, ada, key["id"])
+    assert shown["status"] == "REVOKED" and shown["rotation"]["status"] == "CANCELLED"
+    assert {"type": "ROTATION_CANCELLED", "detail": "revoked"} in shown["events"]
+    assert "ROTATION_VERIFIED" not in [event["type"] for event in shown["events"]]
+    assert await OutboxMessage.filter(key_id=key["id"]).count() == queued  # nothing more was mailed
+    row = await KeyRotation.get(key_id=key["id"])
+    assert row.open_key_id is None and row.verified_at is None and row.resends_used == 0
+
+
+async def test_a_revoked_partner_keys_rotation_mails_no_one_time_password(api, clock):
+    ada = await api.admin()
+    partner = "pat@partner.example"
+    key = await api.create_key(ada, name="Partner feed", kind="PARTNER", partnerEmail=partner)
+    assert (await api.verify(ada, key["id"], await rotation_code(api, ada, 1)))["status"] == "ACTIVE"
+    assert (await api.reveal(None, key["id"], await api.otp_for(partner)))["__typename"] == "KeyCredentials"
+    await rotate(api, ada, key["id"])
+    code = await rotation_code(api, ada, 2)
+    queued = await OutboxMessage.filter(key_id=key["id"]).count()
+    await api.data(REVOKE, {"input": {"keyId": key["id"]}}, ada.token)
+    assert (await api.verify(ada, key["id"], code))["__typename"] == "VerificationError"
+    assert await OutboxMessage.filter(key_id=key["id"]).count() == queued  # no one-time password
+    assert (await KeyRotation.get(key_id=key["id"])).partner_otp_issued_at is None
+
+
+async def test_a_leak_of_the_old_secret_ends_the_pending_rotation(api, clock):
+    ada = await api.admin()
+    key, old = await released_key(api, ada)
+    await rotate(api, ada, key["id"])
+    code = await rotation_code(api, ada, 2)
+    outcome = await api.app.state.services.leaks.report(old["clientSecret"], url=None, source="operator")
+    assert outcome.verdict.value == "RETIRED"
+    assert (await api.verify(ada, key["id"], code))["__typename"] == "VerificationError"
+    shown = await shown_key(api, ada, key["id"])
+    assert shown["status"] == "COMPROMISED" and shown["rotation"]["status"] == "CANCELLED"
+    assert {"type": "ROTATION_CANCELLED", "detail": "leak reported"} in shown["events"]
+
+
+async def test_an_expired_keys_pending_rotation_cannot_be_verified_or_resent(api, clock):
+    ada = await api.admin()
+    key, _ = await released_key(api, ada, expiresAt=(clock.now() + timedelta(days=1)).isoformat())
+    clock.advance(days=1, minutes=-10)
+    await rotate(api, ada, key["id"])
+    code = await rotation_code(api, ada, 2)
+    queued = await OutboxMessage.filter(key_id=key["id"]).count()
+    clock.advance(minutes=10)  # the key expires; the rotation's window is still open
+    assert (await api.verify(ada, key["id"], code))["__typename"] == "VerificationError"
+    assert (await api.resend(ada, key["id"]))["__typename"] == "VerificationError"
+    row = await KeyRotation.get(key_id=key["id"])
+    assert row.verified_at is None and row.resends_used == 0 and row.attempts_used == 0
+    assert await OutboxMessage.filter(key_id=key["id"]).count() == queued
+
+
+async def test_cancel_after_the_window_closed_records_the_lock_and_cancels_nothing(api, clock):
+    ada = await api.admin()
+    key, old = await released_key(api, ada)
+    await rotate(api, ada, key["id"])
+    clock.advance(minutes=15)  # the window closed; nothing recorded the lock yet
+    late = (await api.data(CANCEL, {"input": {"keyId": key["id"]}}, ada.token))["cancelRotation"]
+    assert late == {"__typename": "ValidationError", "message": "This key has no rotation to cancel."}
+    row = await KeyRotation.get(key_id=key["id"])
+    assert row.cancelled_at is None and row.open_key_id is None
+    assert row.lock_reason == "WINDOW" and row.locked_at == row.verification_deadline
+    shown = await shown_key(api, ada, key["id"])
+    assert shown["rotation"]["status"] == "LOCKED" and shown["rotation"]["lockReason"] == "WINDOW"
+    types = [event["type"] for event in shown["events"]]
+    assert types.count("ROTATION_LOCKED") == 1 and "ROTATION_CANCELLED" not in types
+    # A recorded lock answers the same.
+    again = (await api.data(CANCEL, {"input": {"keyId": key["id"]}}, ada.token))["cancelRotation"]
+    assert again == late
+    assert await token_status(api, old["clientId"], old["clientSecret"]) == 200

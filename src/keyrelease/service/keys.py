@@ -619,6 +619,7 @@ class KeyService:
             )
             if revoked:
                 await _event(parsed, EventType.REVOKED, now, f"by admin {admin.id}")
+                await rotation_service.end_open(parsed, now, "revoked")
             key = await ApiKey.get_or_none(id=parsed, institution_id=admin.institution_id)
         return key if key is not None else KeyNotFound()
 

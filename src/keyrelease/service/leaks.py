@@ -32,6 +32,7 @@ from keyrelease import credentials, validation
 from keyrelease.clock import Clock
 from keyrelease.mail import outbox
 from keyrelease.models import EVENT_DETAIL_MAX, URL_MAX, Admin, ApiKey, EventType, Institution, KeyEvent, KeyKind, KeyRotation
+from keyrelease.service import rotation
 
 log = logging.getLogger("keyrelease.leaks")
 
@@ -175,6 +176,7 @@ class LeakService:
             key = await ApiKey.get(id=key_id)
             detail = f"{source}: {url}" if url else source
             await KeyEvent.create(key_id=key_id, type=EventType.LEAK_REPORTED, at=now, detail=_fit(detail, EVENT_DETAIL_MAX))
+            await rotation.end_open(key_id, now, "leak reported")
             institution = await Institution.get(id=key.institution_id)
             admins = await Admin.filter(institution_id=key.institution_id).order_by("id").values_list("email", flat=True)
             recipients: list[tuple[str, str]] = [("admin", str(email)) for email in admins]

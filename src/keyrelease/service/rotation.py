@@ -28,7 +28,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F, Q
+from tortoise.expressions import F, Q, Subquery
 from tortoise.transactions import in_transaction
 
 from keyrelease import codes, credentials, metrics
@@ -121,10 +121,33 @@ class RotationState:
 
 
 def pending(now: datetime) -> Q:
-    """An open rotation waiting for its code (the WHERE of every pending rule)."""
+    """An open rotation waiting for its code, of a key still active (the WHERE of every pending
+    rule): a revoked, compromised or expired key's rotation is neither verified, nor resent,
+    nor counted, nor locked by a passkey challenge (the caller answers with the generic error)."""
     return Q(
-        open_key_id__not_isnull=True, verified_at=None, locked_at=None, cancelled_at=None, verification_deadline__gt=now
+        open_key_id__not_isnull=True,
+        verified_at=None,
+        locked_at=None,
+        cancelled_at=None,
+        verification_deadline__gt=now,
+        key_id__in=Subquery(ApiKey.filter(_key_active(now)).values("id")),
     )
+
+
+async def end_open(key_id: uuid.UUID, now: datetime, why: str) -> bool:
+    """Inside a transaction: cancel the key's open rotation not yet released, if it still
+    waits for its code or its reveal (ROTATION_CANCELLED, detail ``why``). ``cancelRotation``
+    does it, and so do revoking the key and a leak retiring it, so that the rotation reads as
+    ended and nothing more of it is verified, resent, revealed or mailed."""
+    cancelled = await KeyRotation.filter(
+        Q(verified_at__not_isnull=True) | Q(verification_deadline__gt=now),
+        open_key_id=key_id,
+        revealed_at=None,
+        locked_at=None,
+    ).update(cancelled_at=now, open_key_id=None)
+    if cancelled:
+        await key_service._event(key_id, EventType.ROTATION_CANCELLED, now, why)
+    return bool(cancelled)
 
 
 def _key_active(now: datetime) -> Q:
@@ -208,11 +231,8 @@ class Rotations:
         if key is None:
             return KeyNotFound()
         async with in_transaction():
-            cancelled = await KeyRotation.filter(open_key_id=key.id, revealed_at=None, locked_at=None).update(
-                cancelled_at=now, open_key_id=None
-            )
-            if cancelled:
-                await key_service._event(key.id, EventType.ROTATION_CANCELLED, now, f"by admin {admin.id}")
+            await self._close_stale(key.id, now)  # a closed window is a lock, recorded as rotateKey does
+            cancelled = await end_open(key.id, now, f"by admin {admin.id}")
         if not cancelled:
             return InvalidInput("keyId", "This key has no rotation to cancel.")
         return key
