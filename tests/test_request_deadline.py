@@ -55,3 +55,63 @@ async def test_a_graphql_request_past_its_deadline_gets_a_graphql_error(app, cli
 
     assert_unavailable(response, {"errors": [{"message": UNAVAILABLE, "extensions": {"code": "SERVICE_UNAVAILABLE"}}]})
     assert "request to /graphql passed its 1.0s deadline" in caplog.messages
+
+
+# -- the deadlines themselves (keyrelease.deadline.Deadlines), on a bare ASGI app ---------------
+
+
+def _middleware(seconds: float):  # type: ignore[no-untyped-def]
+    from keyrelease.deadline import RequestDeadline
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(scope["work"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+
+    return RequestDeadline(app, seconds, lambda scope: {"error": "late"})
+
+
+async def _call(middleware, work: float) -> tuple[int, float]:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    began = loop.time()
+    await middleware({"type": "http", "path": "/x", "work": work}, None, send)
+    return sent[0]["status"], loop.time() - began
+
+
+async def test_parallel_requests_each_get_their_own_whole_deadline():
+    """Requests that start at different times, in parallel, on one middleware: each slow one is
+    cut off one deadline after *its own* start (not sooner, not much later), and every quick
+    one is answered untouched, before and after the deadlines that pass around it."""
+    middleware = _middleware(0.3)
+    calls = []
+    for n in range(12):
+        slow = n % 3 == 0
+        calls.append(asyncio.create_task(_call(middleware, 5.0 if slow else 0.05)))
+        await asyncio.sleep(0.04)  # staggered starts: the deadlines pass one by one
+    results = await asyncio.gather(*calls)
+    for n, (status, elapsed) in enumerate(results):
+        if n % 3 == 0:
+            assert status == 503 and 0.3 <= elapsed < 1.5, (n, status, elapsed)
+        else:
+            assert status == 200, (n, status, elapsed)
+
+
+async def test_a_cancellation_from_elsewhere_propagates_and_is_not_a_timeout():
+    """Shutdown or a client gone cancels the request's task: that must stay a cancellation (no
+    503 sent, CancelledError raised), and the deadline's bookkeeping must not swallow it."""
+    middleware = _middleware(0.5)
+    task = asyncio.create_task(_call(middleware, 5.0))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The deadline of that request, still queued, later finds it finished and cancels nothing;
+    # a new request on the same middleware gets its whole deadline and its answer.
+    await asyncio.sleep(0.5)
+    assert await _call(middleware, 0.01) == (200, pytest.approx(0.01, abs=0.5))
+

@@ -87,4 +87,13 @@ def hash_secret(secret: str) -> str:
 
 def secret_matches(secret: str, stored_hash: str | None) -> bool:
     """Constant-time check of ``secret`` against a stored hash (always hashes)."""
-    return hmac.compare_digest(hash_secret(secret), stored_hash or "0" * 64)
+    return hash_matches(hash_secret(secret), stored_hash)
+
+
+def hash_matches(digest: str, stored_hash: str | None) -> bool:
+    """Constant-time check of a secret's :func:`hash_secret` against a stored hash (None, no
+    hash: compared with a stand-in all the same)."""
+    return hmac.compare_digest(digest, stored_hash or _NO_HASH)
+
+
+_NO_HASH = "0" * 64

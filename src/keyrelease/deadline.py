@@ -4,6 +4,14 @@ When the database is down or the pool is exhausted, a request must not hang: pas
 deadline it is cancelled (its transaction rolls back) and answered 503 with Retry-After.
 The same 503 answers a request that failed because the database is unreachable. Its JSON
 body is the caller's to choose (``unavailable``): each API answers errors in its own shape.
+
+Every request has the same deadline (``seconds`` after it starts), so they pass in the order
+the requests started. :class:`Deadlines` keeps them in that order, in one queue per event loop,
+with one timer armed for the earliest: a request costs an append and a flag, instead of the
+timer, the context manager and the cancellation bookkeeping of an ``asyncio.timeout`` each.
+When a deadline passes, its request's task is cancelled and the cancellation turned into the
+timeout exactly as ``asyncio.timeout`` does (``Task.uncancel``), so a cancellation from
+elsewhere (shutdown, a client gone) still propagates as one.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,11 +34,70 @@ UNAVAILABLE = "The service is temporarily unavailable; try again shortly."
 UnavailableBody = Callable[[Scope], object]
 
 
+class _Pending:
+    """One request's deadline: its task, when it passes, and whether it is over or has passed."""
+
+    __slots__ = ("at", "cancelling", "expired", "finished", "task")
+
+    def __init__(self, task: asyncio.Task[object], at: float) -> None:
+        self.task = task
+        self.at = at
+        self.cancelling = task.cancelling()
+        self.finished = False
+        self.expired = False
+
+
+class Deadlines:
+    """The deadlines of the requests running on one event loop, all ``seconds`` long, in the
+    order they pass (the order the requests started), and one timer for the earliest.
+
+    :meth:`start` appends; a finished request's entry is flagged and dropped when it reaches
+    the head of the queue (at the next start, or when the timer fires). When the timer fires,
+    every request whose deadline has passed is cancelled, and the timer is armed again for the
+    earliest one still running.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: deque[_Pending] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> _Pending:
+        """The current task's deadline, from now."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new loop (tests run one per test): forget the old one's requests
+            self._loop, self._queue, self._timer = loop, deque(), None
+        queue = self._queue
+        while queue and queue[0].finished:
+            queue.popleft()
+        task = asyncio.current_task(loop)
+        assert task is not None, "a request runs in a task"
+        pending = _Pending(task, loop.time() + self.seconds)
+        queue.append(pending)
+        if self._timer is None:
+            self._timer = loop.call_at(pending.at, self._expire)
+        return pending
+
+    def _expire(self) -> None:
+        self._timer = None
+        assert self._loop is not None
+        now, queue = self._loop.time(), self._queue
+        while queue and (queue[0].finished or queue[0].at <= now):
+            pending = queue.popleft()
+            if not pending.finished:
+                pending.expired = True
+                pending.task.cancel()
+        if queue:
+            self._timer = self._loop.call_at(queue[0].at, self._expire)
+
+
 class RequestDeadline:
     def __init__(self, app: ASGIApp, seconds: float, unavailable: UnavailableBody) -> None:
         self.app = app
         self.seconds = seconds
         self.unavailable = unavailable
+        self.deadlines = Deadlines(seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -47,8 +115,7 @@ class RequestDeadline:
     async def _run(self, scope: Scope, receive: Receive, send: Send, started: Callable[[], bool]) -> None:
         """The app within the deadline; ``send`` tells ``started()`` when the response began."""
         try:
-            async with asyncio.timeout(self.seconds):
-                await self.app(scope, receive, send)
+            await self._within_deadline(scope, receive, send)
         except TimeoutError:
             log.warning("request to %s passed its %.1fs deadline", scope.get("path"), self.seconds)
             if not started():
@@ -58,6 +125,25 @@ class RequestDeadline:
                 raise
             log.warning("request to %s failed: database unavailable (%s)", scope.get("path"), type(err).__name__)
             await self._unavailable(scope, send)
+
+    async def _within_deadline(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app; TimeoutError when its deadline passes first (as ``asyncio.timeout`` raises it)."""
+        pending = self.deadlines.start()
+        try:
+            await self.app(scope, receive, send)
+        except asyncio.CancelledError:
+            if pending.expired and pending.task.uncancel() <= pending.cancelling:
+                raise TimeoutError from None  # ours alone: the deadline passed
+            raise
+        except BaseException:
+            if pending.expired:  # the cancellation was not what ended it: take it back
+                pending.task.uncancel()
+            raise
+        else:
+            if pending.expired:  # the cancellation never reached an await: take it back
+                pending.task.uncancel()
+        finally:
+            pending.finished = True
 
     async def _unavailable(self, scope: Scope, send: Send) -> None:
         body = json.dumps(self.unavailable(scope)).encode()

@@ -283,26 +283,27 @@ ROTATION_FIELDS = {
 }
 
 
-async def key_by_client_id(client_id: str, names: tuple[str, ...]) -> dict[str, Any] | None:
-    """The fields ``names`` of the key with this client ID (unique index), the name of its
-    institution as ``"institution"``, and its open rotation's :data:`ROTATION_FIELDS` (the
-    rotation's unique ``open_key_id``); or None. One point read, no model built: UUIDs and
-    datetimes come back as such, every other value as stored."""
+async def key_by_client_id(client_id: str, names: tuple[str, ...]) -> tuple[Any, ...] | None:
+    """The fields ``names`` of the key with this client ID (unique index), then the name of its
+    institution, then its open rotation's :data:`ROTATION_FIELDS` (the rotation's unique
+    ``open_key_id``; all None without one), as one tuple in that order; or None. One point
+    read, no model and no dict built: UUIDs and datetimes come back as such, every other value
+    as stored."""
     row = await _one(_client_key_sql(names), [client_id])
     if row is None:
         return None
-    values: dict[str, Any] = {"institution": row["institution"]}
-    for name, convert in _client_key_converters(names):
-        value = row[name]
-        values[name] = value if value is None or convert is None else convert(value)
-    return values
+    stored = row.values() if type(row) is dict else row  # the ORM's fallback answers a dict, in column order
+    return tuple([
+        value if value is None or convert is None else convert(value)
+        for value, convert in zip(stored, _client_key_converters(names), strict=True)
+    ])
 
 
 @functools.cache
-def _client_key_converters(names: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
-    """Each column :func:`key_by_client_id` reads and its converter (:func:`_converter`)."""
-    return (*((name, _converter(ApiKey, name)) for name in names),
-            *((alias, _converter(KeyRotation, name)) for alias, name in ROTATION_FIELDS.items()))
+def _client_key_converters(names: tuple[str, ...]) -> tuple[Any, ...]:
+    """The converter (:func:`_converter`) of each column :func:`key_by_client_id` reads, in order."""
+    return (*(_converter(ApiKey, name) for name in names), None,
+            *(_converter(KeyRotation, name) for name in ROTATION_FIELDS.values()))
 
 
 def _converter(model: type[Model], name: str) -> Any:

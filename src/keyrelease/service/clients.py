@@ -13,14 +13,12 @@ database spends answering it.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
@@ -35,8 +33,7 @@ from keyrelease.status import may_authenticate
 log = logging.getLogger("keyrelease.clients")
 
 
-@dataclass(frozen=True)
-class AuthenticatedClient:
+class AuthenticatedClient(NamedTuple):
     """A key whose credentials were accepted; what an access token says about it."""
 
     key_id: uuid.UUID
@@ -45,9 +42,11 @@ class AuthenticatedClient:
     expires_at: datetime | None
 
 
-@dataclass(frozen=True)
-class KeyRecord:
-    """What the token endpoint reads of a key (satisfies :class:`keyrelease.status.KeyTimes`)."""
+class KeyRecord(NamedTuple):
+    """What the token endpoint reads of a key (satisfies :class:`keyrelease.status.KeyTimes`),
+    in the order :func:`keyrelease.db.fastpath.key_by_client_id` returns it: the key's fields
+    (:data:`_KEY_FIELDS`), its institution's name, its open rotation's. A named tuple: the
+    token endpoint builds one per request, and a tuple is built in one step."""
 
     id: uuid.UUID
     secret_hash: str | None
@@ -69,19 +68,16 @@ class KeyRecord:
         return f"KeyRecord(id={self.id!r}, secret_hash=<hidden>)"
 
 
-#: The key's fields the lookup reads: every field of :class:`KeyRecord` but the institution's
-#: name and the rotation's (which the lookup adds).
-_KEY_FIELDS = tuple(
-    field.name
-    for field in dataclasses.fields(KeyRecord)
-    if field.name != "institution" and field.name not in fastpath.ROTATION_FIELDS
-)
+#: The key's fields the lookup reads: every field of :class:`KeyRecord` before the institution's
+#: name (the rotation's follow it).
+_KEY_FIELDS = KeyRecord._fields[: KeyRecord._fields.index("institution")]
+assert KeyRecord._fields[len(_KEY_FIELDS) + 1 :] == tuple(fastpath.ROTATION_FIELDS)
 
 
 async def find_key(client_id: str) -> KeyRecord | None:
     """The key with this client ID (unique index), or None: one point read."""
     row = await fastpath.key_by_client_id(client_id, _KEY_FIELDS)
-    return KeyRecord(**row) if row is not None else None
+    return KeyRecord._make(row) if row is not None else None
 
 
 class LastUseRecorder:
@@ -179,15 +175,17 @@ class ClientAuthenticator:
         compared with both hashes whatever the key, so old, new and unknown cost the same.
         The new secret's first success is recorded once (a conditional update).
         """
-        secrets = [secret for secret in secrets if not credentials.is_mistyped_secret(secret)]
-        if not secrets:
+        digests = [credentials.hash_secret(secret) for secret in secrets if not credentials.is_mistyped_secret(secret)]
+        if not digests:
             return None
         now = self.clock.now()
         key = await find_key(client_id) if 0 < len(client_id) <= CLIENT_ID_MAX else None
+        # Each reading's hash against both of the key's hashes (or stand-ins): the same work for
+        # old, new and unknown secrets, and for a key with or without a rotation.
         old = key.secret_hash if key is not None else None
         new = key.new_secret_hash if key is not None else None
-        old_matches = [credentials.secret_matches(secret, old) for secret in secrets]
-        new_matches = [credentials.secret_matches(secret, new) for secret in secrets]
+        old_matches = [credentials.hash_matches(digest, old) for digest in digests]
+        new_matches = [credentials.hash_matches(digest, new) for digest in digests]
         if key is None or key.revealed_at is None or not may_authenticate(key, now):
             return None
         by_new = any(new_matches) and key.rotation_released_at is not None

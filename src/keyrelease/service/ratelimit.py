@@ -169,15 +169,20 @@ class RateLimiter:
 
     async def _check(self, rules: list[tuple[str, Rate | None, str]]) -> Limited | None:
         now = self.clock.now().timestamp()
-        active = [(name, rate, _bucket(name, subject)) for name, rate, subject in rules if rate is not None]
+        second = math.floor(now)
+        # (rule, rate, bucket, the end of the bucket's current window) for each rule that is on
+        active = [
+            (name, rate, _bucket(name, subject), (second // rate.period + 1) * rate.period)
+            for name, rate, subject in rules
+            if rate is not None
+        ]
         if not active:
             return None
-        window_ends = {bucket: (math.floor(now) // rate.period + 1) * rate.period for _, rate, bucket in active}
-        counts = await self.store.hit(list(window_ends.items()))
-        refused = [(name, bucket) for name, rate, bucket in active if counts.get(bucket, 0) > rate.limit]
+        counts = await self.store.hit([(bucket, window_end) for _, _, bucket, window_end in active])
+        refused = [(name, window_end) for name, rate, bucket, window_end in active if counts.get(bucket, 0) > rate.limit]
         if not refused:
             return None
-        retry_after = max(max(1, math.ceil(window_ends[bucket] - now)) for _, bucket in refused)
+        retry_after = max(max(1, math.ceil(window_end - now)) for _, window_end in refused)
         metrics.rate_limited(refused[0][0])
         return Limited(rule=refused[0][0], retry_after=retry_after)
 
