@@ -1,0 +1,33 @@
+"""The token endpoint writes its JSON by hand (:func:`keyrelease.oauth.tokens.claims_json`,
+:func:`keyrelease.oauth.endpoints.granted_json`): byte for byte what
+``json.dumps(..., separators=(",", ":"))`` writes, for any text a key's institution, a client
+ID or the configuration can hold (control characters, quotes, backslashes, non-ASCII, astral
+characters, lone surrogates)."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from keyrelease.oauth.endpoints import granted_json
+from keyrelease.oauth.tokens import AccessToken, claims_json
+
+TEXT = st.text(alphabet=st.characters(codec=None), max_size=40)  # every code point, surrogates too
+SECONDS = st.integers(min_value=-(2**40), max_value=2**40)
+
+
+@settings(max_examples=500, deadline=None)
+@given(TEXT, TEXT, TEXT, SECONDS, SECONDS, TEXT, TEXT, TEXT)
+def test_claims_are_what_json_dumps_writes(iss, sub, aud, iat, exp, jti, scope, institution):  # type: ignore[no-untyped-def]
+    claims = {"iss": iss, "sub": sub, "aud": aud, "iat": iat, "exp": exp, "jti": jti, "scope": scope,
+              "institution": institution}
+    assert claims_json(iss, sub, aud, iat, exp, jti, scope, institution) == json.dumps(claims, separators=(",", ":"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(TEXT, st.integers(min_value=0, max_value=2**31), TEXT)
+def test_the_granted_body_is_what_json_dumps_writes(token, expires_in, scope):  # type: ignore[no-untyped-def]
+    body = {"access_token": token, "expires_in": expires_in, "scope": scope, "token_type": "Bearer"}
+    assert granted_json(AccessToken(token, expires_in, scope)) == json.dumps(body, separators=(",", ":"))
