@@ -58,6 +58,10 @@ def test_bench_smoke_runs_every_stage(tmp_path: Path) -> None:
     else:
         assert results["peer"]["skipped"]
     assert (results["workers"]["two_rps"] > 0) if postgres else results["workers"]["skipped"]
+    if postgres:  # where each token request's CPU time went, for one worker and for two
+        for name in ("one", "two"):
+            spent = results["workers"]["cpu_per_request"][name]
+            assert spent["server_us"] > 0 and spent["postgres_us"] > 0 and spent["wrk_us"] > 0, spent
     for path in ("token", "healthz"):
         assert results["profile"][path]["top"], path
     assert "Profile of `token`" in (tmp_path / "latest" / "results.md").read_text()
