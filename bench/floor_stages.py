@@ -19,7 +19,18 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from options import BENCH, DURATION, ROUNDS, SMOKE, log
-from processes import SERVER_CORE, Process, Wrk, pinned, run_cli, service
+from processes import (
+    SERVER_CORE,
+    Process,
+    Wrk,
+    children_cpu_seconds,
+    cpu_seconds,
+    pinned,
+    process_tree,
+    processes_named,
+    run_cli,
+    service,
+)
 from seeding import BULK_SECRET, bulk_insert, create_admin, db_env, seed_flow
 from stages import check_token, median, token_request_args
 
@@ -152,7 +163,13 @@ def floor_stage(env: dict[str, str], database: Path, ctx: dict[str, Any], bare: 
 
 def workers_stage(pg_url: str, tmp: Path, wrk: Wrk, logs: Path) -> dict[str, Any]:
     """``keyrelease serve --workers 1`` against ``--workers 2`` on PostgreSQL, neither pinned
-    (the two workers have the machine's two cores; wrk shares core 1), alternating rounds."""
+    (the two workers have the machine's two cores; wrk shares core 1), alternating rounds.
+
+    Besides the rates, each run's CPU time is counted where it went: the server processes,
+    PostgreSQL (every ``postgres`` process) and wrk. On a machine whose cores all go to the
+    server, the database and the load generator, a second process cannot add a core; what it
+    can show is that the work per request does not grow with the number of processes (no
+    contention between them), which is what lets the rate grow where there are cores to spare."""
     from keyrelease.testing.postgres import scratch_postgres
 
     with scratch_postgres(pg_url, f"keyrelease_bench_workers_{os.getpid()}") as database_url:
@@ -168,19 +185,41 @@ def workers_stage(pg_url: str, tmp: Path, wrk: Wrk, logs: Path) -> dict[str, Any
                 for server in (one, two):
                     check_token(server.url, auths[0])
                     wrk.run(server.url + "/ids/auth/login", duration=1, **token_request_args(auths))
-                ones, twos = [], []
+                runs: dict[str, list[dict[str, float]]] = {"one": [], "two": []}
                 for n in range(ROUNDS):
                     log(f"[workers] round {n + 1}/{ROUNDS}: token endpoint, 1 worker then 2 (PostgreSQL)")
-                    ones.append(wrk.run(one.url + "/ids/auth/login", duration=DURATION, **token_request_args(auths))["rps"])
-                    twos.append(wrk.run(two.url + "/ids/auth/login", duration=DURATION, **token_request_args(auths))["rps"])
+                    for name, server in (("one", one), ("two", two)):
+                        runs[name].append(_accounted_run(wrk, server, auths))
             finally:
                 two.stop()
         finally:
             one.stop()
+    ones, twos = [r["rps"] for r in runs["one"]], [r["rps"] for r in runs["two"]]
+
+    def per_request(name: str) -> dict[str, float]:
+        return {part: median([r[part] for r in runs[name]])
+                for part in ("server_us", "postgres_us", "wrk_us", "cores_busy")}
+
     return {"one_rps": median(ones), "two_rps": median(twos),
             "scaling": median([b / a for a, b in zip(ones, twos, strict=True) if a]),
-            "rounds": {"one": ones, "two": twos}, "database": "PostgreSQL (scratch database)",
-            "note": "servers unpinned; wrk pinned to core 1, so the two workers share a core with it"}
+            "cpu_per_request": {"one": per_request("one"), "two": per_request("two")},
+            "rounds": {"one": ones, "two": twos, "detail": runs}, "database": "PostgreSQL (scratch database)",
+            "cores": os.cpu_count(),
+            "note": "servers unpinned; wrk pinned to core 1; CPU time counted per run for the server "
+                    "processes, every postgres process and wrk"}
+
+
+def _accounted_run(wrk: Wrk, server: Server, auths: list[str]) -> dict[str, float]:
+    """One wrk run against ``server``, with the CPU time it cost each party, per request."""
+    servers, postgres = process_tree(server.pid), processes_named("postgres")
+    before = (cpu_seconds(servers), cpu_seconds(postgres), children_cpu_seconds(), time.monotonic())
+    result = wrk.run(server.url + "/ids/auth/login", duration=DURATION, **token_request_args(auths))
+    postgres = sorted(set(postgres) | set(processes_named("postgres")))  # backends opened meanwhile count from 0
+    after = (cpu_seconds(servers), cpu_seconds(postgres), children_cpu_seconds(), time.monotonic())
+    requests = max(result["requests"], 1)
+    spent = [(b - a) * 1e6 / requests for a, b in zip(before[:3], after[:3], strict=True)]
+    return {"rps": result["rps"], "server_us": spent[0], "postgres_us": spent[1], "wrk_us": spent[2],
+            "cores_busy": sum(b - a for a, b in zip(before[:3], after[:3], strict=True)) / (after[3] - before[3])}
 
 
 # -- profile -------------------------------------------------------------------------------

@@ -98,6 +98,13 @@ def markdown(results: dict[str, Any]) -> str:
          else f"skipped: {workers['skipped']}",
          f"**{fmt(workers['scaling'])} ×** with two processes" if "one_rps" in workers else ""),
     ]
+    if "cpu_per_request" in workers:
+        for name, label in (("one", "1 worker"), ("two", "2 workers")):
+            c = workers["cpu_per_request"][name]
+            rows.append((f"CPU per token request, {label} (PostgreSQL)",
+                         f"server {fmt(c['server_us'], 0)} µs, PostgreSQL {fmt(c['postgres_us'], 0)} µs, "
+                         f"wrk {fmt(c['wrk_us'], 0)} µs",
+                         f"{fmt(c['cores_busy'])} of {workers['cores']} cores busy"))
     pg = results.get("postgres")
     if pg:
         rows += [

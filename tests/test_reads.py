@@ -107,3 +107,24 @@ async def test_the_reader_opens_the_orms_own_file_read_only(api, database_url):
 async def test_a_point_read_never_matches_null():
     with pytest.raises(ValueError):
         await fastpath.get(ApiKey, id=None)
+
+
+async def test_the_counters_carry_the_key_read_on_postgresql_and_read_the_same(api, database_url):
+    """The token endpoint's rate-limit upsert carries its key lookup on PostgreSQL (one round trip
+    instead of two): the counts and the key are exactly what the two statements alone return, for
+    a key found and for none (the rotation tests go through it with open rotations). On SQLite the write
+    and the read go to different connections, so the read is left to the caller."""
+    from keyrelease.service.clients import _KEY_FIELDS
+
+    ada = await api.admin()
+    _, creds = await released_key(api, ada, name="Carried")
+    for n, client_id in enumerate((creds["clientId"], "us-east-1#" + str(uuid.uuid4()))):
+        buckets = [(f"carry:{n}:a", 2_000_000_000), (f"carry:{n}:b", 2_000_000_000)]
+        counts, row = await fastpath.hit_counters_and_read(buckets, fastpath.key_read(client_id, _KEY_FIELDS))
+        alone = await fastpath.hit_counters(buckets)  # the same buckets once more: each one higher
+        assert {bucket: count + 1 for bucket, count in counts.items()} == alone == {b: 2 for b, _ in buckets}
+        if database_url.startswith("postgres"):
+            assert row == await fastpath.key_by_client_id(client_id, _KEY_FIELDS)
+            assert (row is None) == (n == 1)
+        else:
+            assert row is fastpath.NOT_READ

@@ -33,7 +33,7 @@ def assert_unavailable(response, body: dict) -> None:  # type: ignore[no-untyped
 
 
 async def test_a_token_request_past_its_deadline_gets_an_oauth_error(app, client, monkeypatch, caplog):
-    monkeypatch.setattr(app.state.services.limiter, "token_request", never_answers)
+    monkeypatch.setattr(app.state.services.limiter, "token_request_and_read", never_answers)
     caplog.set_level(logging.WARNING, logger="keyrelease")
 
     response = await client.post(

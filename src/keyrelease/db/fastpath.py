@@ -24,7 +24,9 @@ every statement to its thread and back. So these reads are plain SQL built once,
 Nothing is cached: every call reads the database, so a revoked token or key stops at once.
 
 **Writes** (the rate-limit upsert, the budget's conditional insert) run on the ORM's
-connection, inside whatever transaction the caller holds.
+connection, inside whatever transaction the caller holds. On PostgreSQL the token endpoint's
+upsert carries its key lookup in the same statement (:func:`hit_counters_and_read`, a
+:class:`PointRead`): one round trip and one pooled connection per token request instead of two.
 """
 
 from __future__ import annotations
@@ -35,11 +37,11 @@ import os
 import re
 import sqlite3
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 from urllib.parse import quote
 
 from tortoise import connections, fields
@@ -289,10 +291,20 @@ async def key_by_client_id(client_id: str, names: tuple[str, ...]) -> tuple[Any,
     ``open_key_id``; all None without one), as one tuple in that order; or None. One point
     read, no model and no dict built: UUIDs and datetimes come back as such, every other value
     as stored."""
-    row = await _one(_client_key_sql(names), [client_id])
-    if row is None:
-        return None
-    stored = row.values() if type(row) is dict else row  # the ORM's fallback answers a dict, in column order
+    read = key_read(client_id, names)
+    row = await _one(read.sql, read.params)
+    return None if row is None else read.convert(row.values() if type(row) is dict else row)
+
+
+def key_read(client_id: str, names: tuple[str, ...]) -> PointRead:
+    """:func:`key_by_client_id` as a :class:`PointRead`, for a statement to carry
+    (:func:`hit_counters_and_read`)."""
+    return PointRead(_client_key_sql(names), (client_id,), functools.partial(_client_key_values, names))
+
+
+def _client_key_values(names: tuple[str, ...], stored: Iterable[Any]) -> tuple[Any, ...]:
+    """The stored values of a :func:`key_by_client_id` row, converted (in the ORM's fallback
+    a dict's values, in column order)."""
     return tuple([
         value if value is None or convert is None else convert(value)
         for value, convert in zip(stored, _client_key_converters(names), strict=True)
@@ -355,6 +367,57 @@ async def hit_counters(buckets: Sequence[tuple[str, int]]) -> dict[str, int]:
     bucket, count = _column(RateLimitCounter, "bucket"), _column(RateLimitCounter, "count")
     rows = await _rows(_hit_sql(len(buckets)), params)
     return {row[bucket]: int(row[count]) for row in rows}
+
+
+@dataclass(frozen=True)
+class PointRead:
+    """A read of at most one row by a unique key, that a write can carry to the database in its
+    own statement (:func:`hit_counters_and_read`): ``sql`` (``?`` placeholders; its first
+    column is never NULL in a row it finds), its ``params``, and ``convert``, which makes the
+    caller's value of the row's stored values, in column order."""
+
+    sql: str
+    params: tuple[Any, ...]
+    convert: Callable[[Iterable[Any]], Any]
+
+
+class _NotRead:
+    def __repr__(self) -> str:
+        return "NOT_READ"
+
+
+#: What :func:`hit_counters_and_read` answers for a read it did not carry: the caller reads.
+NOT_READ: Final = _NotRead()
+
+
+async def hit_counters_and_read(buckets: Sequence[tuple[str, int]], read: PointRead) -> tuple[dict[str, int], Any]:
+    """:func:`hit_counters`, and on PostgreSQL ``read`` in the same statement: one round trip
+    instead of two (the token endpoint's counter and its key). The counts, and ``read``'s
+    converted row, None when there is none, or :data:`NOT_READ` where one statement cannot
+    carry both (SQLite: the read goes to the read-only connection, the write to the ORM's)."""
+    connection = _connection()
+    dialect = connection.capabilities.dialect
+    if dialect != "postgres":
+        return await hit_counters(buckets), NOT_READ
+    params: list[Any] = [value for bucket in buckets for value in bucket]
+    params += read.params
+    rows = await connection.execute_query(placeholders(_hit_and_read_sql(len(buckets), read.sql), dialect), params)
+    row = rows[1][0]
+    counts = {bucket: int(count) for bucket, count in zip(row[0], row[1], strict=True)}
+    found = list(row.values())[2:]
+    return counts, (read.convert(found) if found[0] is not None else None)
+
+
+@functools.cache
+def _hit_and_read_sql(n: int, read_sql: str) -> str:
+    """The counters' upsert as a CTE, its rows as two arrays, and the read beside them (one row
+    always; the read's columns NULL when it finds nothing)."""
+    return (
+        f"WITH hit AS ({_hit_sql(n)}) "
+        f"SELECT (SELECT array_agg(hit.{_column(RateLimitCounter, 'bucket')}) FROM hit), "
+        f"(SELECT array_agg(hit.{_column(RateLimitCounter, 'count')}) FROM hit), read.* "
+        f"FROM (SELECT 1) AS one LEFT JOIN LATERAL ({read_sql}) AS read ON TRUE"
+    )
 
 
 @functools.cache

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from json.encoder import encode_basestring_ascii
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -30,7 +30,7 @@ from keyrelease.deadline import UNAVAILABLE
 from keyrelease.oauth.basic import BasicCredentials, ParsedBasic, parse_basic
 from keyrelease.oauth.tokens import AccessToken, TokenIssuer
 from keyrelease.service.clients import ClientAuthenticator
-from keyrelease.service.ratelimit import Limited, RateLimiter
+from keyrelease.service.ratelimit import NOT_READ, Limited, RateLimiter
 
 log = logging.getLogger("keyrelease.oauth")
 
@@ -153,10 +153,10 @@ class OAuthEndpoints:
     async def _answer(self, request: TokenRequest, receive: Receive) -> Answer:
         try:
             credentials = parse_basic(request.authorization)  # read once, for the limit and the check
-            limited = await self._rate_limit(request, credentials)
+            limited, key = await self._rate_limit(request, credentials)
             if limited is not None:
                 return slow_down(limited)
-            return await self._token(request, credentials, receive)
+            return await self._token(request, credentials, key, receive)
         except _Disconnected:
             return invalid_request("The request body was not received.")
         except (DBConnectionError, OperationalError, OSError, TimeoutError) as err:
@@ -166,13 +166,16 @@ class OAuthEndpoints:
             log.exception("token endpoint failed")
             return oauth_error(500, "server_error", "The server could not issue a token.")
 
-    async def _rate_limit(self, request: TokenRequest, credentials: ParsedBasic) -> Limited | None:
-        """One upsert: per client address, and per address and client ID."""
+    async def _rate_limit(self, request: TokenRequest, credentials: ParsedBasic) -> tuple[Limited | None, Any]:
+        """One upsert: per client address, and per address and client ID; the client's key read
+        in the same round trip where the store can (the key, None, or NOT_READ)."""
         ip = client_address(request.peer, request.forwarded_for, self.trusted_proxies)
-        client_id = credentials.client_id if isinstance(credentials, BasicCredentials) else None
-        return await self.limiter.token_request(ip, client_id)
+        if not isinstance(credentials, BasicCredentials):
+            return await self.limiter.token_request(ip, None), NOT_READ
+        read = self.clients.key_read(credentials.client_id, credentials.secrets)
+        return await self.limiter.token_request_and_read(ip, credentials.client_id, read)
 
-    async def _token(self, request: TokenRequest, credentials: ParsedBasic, receive: Receive) -> Answer:
+    async def _token(self, request: TokenRequest, credentials: ParsedBasic, key: Any, receive: Receive) -> Answer:
         content_type = request.content_type.split(";", 1)[0].strip().lower()
         if content_type != FORM_CONTENT_TYPE:
             return invalid_request(f"Content-Type must be {FORM_CONTENT_TYPE}.")
@@ -191,7 +194,7 @@ class OAuthEndpoints:
             return invalid_client()
         if not isinstance(credentials, BasicCredentials):
             return invalid_request("The Authorization header is not valid Basic credentials.")
-        client = await self.clients.authenticate(credentials.client_id, credentials.secrets)
+        client = await self.clients.authenticate(credentials.client_id, credentials.secrets, key)
         if client is None:
             return invalid_client()
         return Answer(200, granted_json(self.issuer.issue(client)).encode())

@@ -160,7 +160,21 @@ class ClientAuthenticator:
         self.last_use = last_use
         self.rotations = rotations
 
-    async def authenticate(self, client_id: str, secrets: Sequence[str]) -> AuthenticatedClient | None:
+    def key_read(self, client_id: str, secrets: Sequence[str]) -> fastpath.PointRead | None:
+        """The read of the key that :meth:`authenticate` will do for these credentials, for the
+        rate limiter to carry to the database with its counters (one round trip instead of two
+        on PostgreSQL); None when no lookup is due (see :meth:`authenticate`)."""
+        if not self._lookup_due(client_id, secrets):
+            return None
+        return fastpath.key_read(client_id, _KEY_FIELDS)
+
+    @staticmethod
+    def _lookup_due(client_id: str, secrets: Sequence[str]) -> bool:
+        return 0 < len(client_id) <= CLIENT_ID_MAX and not all(map(credentials.is_mistyped_secret, secrets))
+
+    async def authenticate(
+        self, client_id: str, secrets: Sequence[str], prefetched: Any = fastpath.NOT_READ
+    ) -> AuthenticatedClient | None:
         """The client, if ``client_id`` names a revealed key that may authenticate
         (:func:`keyrelease.status.may_authenticate`) and one of ``secrets`` (forms of the one
         password the client sent) is its secret; otherwise None, whatever the reason.
@@ -176,12 +190,20 @@ class ClientAuthenticator:
         (:meth:`RotationPolicy.old_secret_retires_at`, from timestamps). Every secret is
         compared with both hashes whatever the key, so old, new and unknown cost the same.
         The new secret's first success is recorded once (a conditional update).
+
+        ``prefetched``: the row of :meth:`key_read` when the rate limiter's trip to the database
+        brought it (or None: no such key); by default the key is read here.
         """
         digests = [credentials.hash_secret(secret) for secret in secrets if not credentials.is_mistyped_secret(secret)]
         if not digests:
             return None
         now = self.clock.now()
-        key = await find_key(client_id) if 0 < len(client_id) <= CLIENT_ID_MAX else None
+        if not 0 < len(client_id) <= CLIENT_ID_MAX:
+            key = None
+        elif prefetched is fastpath.NOT_READ:
+            key = await find_key(client_id)
+        else:
+            key = KeyRecord._make(prefetched) if prefetched is not None else None
         # Each reading's hash against both of the key's hashes (or stand-ins): the same work for
         # old, new and unknown secrets, and for a key with or without a rotation.
         old = key.secret_hash if key is not None else None

@@ -23,11 +23,14 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from keyrelease import metrics
 from keyrelease.clock import Clock
 from keyrelease.db import fastpath
+from keyrelease.db.fastpath import NOT_READ, PointRead
+
+__all__ = ["NOT_READ", "CounterStore", "DatabaseCounterStore", "Limited", "MemoryCounterStore", "PointRead", "Rate", "RateLimiter", "RateLimits"]
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -87,6 +90,10 @@ class CounterStore(Protocol):
     async def hit(self, buckets: Sequence[tuple[str, int]]) -> dict[str, int]:
         """Count one request in each ``(bucket, window_end)``; the counts in the current windows."""
 
+    async def hit_and_read(self, buckets: Sequence[tuple[str, int]], read: PointRead) -> tuple[dict[str, int], Any]:
+        """:meth:`hit`, and ``read``'s row when the store can read it on the same trip
+        (:func:`keyrelease.db.fastpath.hit_counters_and_read`), else :data:`NOT_READ`."""
+
     async def prune(self, now: int) -> int:
         """Forget counters whose window ended before ``now``; how many were removed."""
 
@@ -96,6 +103,9 @@ class DatabaseCounterStore:
 
     async def hit(self, buckets: Sequence[tuple[str, int]]) -> dict[str, int]:
         return await fastpath.hit_counters(buckets)
+
+    async def hit_and_read(self, buckets: Sequence[tuple[str, int]], read: PointRead) -> tuple[dict[str, int], Any]:
+        return await fastpath.hit_counters_and_read(buckets, read)
 
     async def prune(self, now: int) -> int:
         return await fastpath.prune_counters(now)
@@ -117,6 +127,9 @@ class MemoryCounterStore:
             counts[bucket] = count + 1
         return counts
 
+    async def hit_and_read(self, buckets: Sequence[tuple[str, int]], read: PointRead) -> tuple[dict[str, int], Any]:
+        return await self.hit(buckets), NOT_READ
+
     async def prune(self, now: int) -> int:
         ended = [bucket for bucket, (end, _) in self._counters.items() if end < now]
         for bucket in ended:
@@ -137,10 +150,21 @@ class RateLimiter:
         who knows one shut its integration out. Secrets are 256-bit random, so the limit is
         about load, not guessing.
         """
+        limited, _ = await self.token_request_and_read(ip, client_id, None)
+        return limited
+
+    async def token_request_and_read(
+        self, ip: str, client_id: str | None, read: PointRead | None
+    ) -> tuple[Limited | None, Any]:
+        """:meth:`token_request`, with ``read`` (the client's key,
+        :meth:`keyrelease.service.clients.ClientAuthenticator.key_read`) sent to the database
+        with the counters where the store can carry it: one round trip instead of two on
+        PostgreSQL. The refusal or None; and the read's row, None, or :data:`NOT_READ` (then
+        the caller reads)."""
         rules = [("token_ip", self.limits.token_ip, ip)]
         if client_id is not None:
             rules.append(("token_client", self.limits.token_client, f"{ip} {client_id}"))
-        return await self._check(rules)
+        return await self._check_and_read(rules, read)
 
     async def partner_reveal(self, ip: str, key_id: str) -> Limited | None:
         """The partner's revealKey: per client address and per key ID (an OTP guess budget
@@ -168,6 +192,12 @@ class RateLimiter:
         return await self.store.prune(math.floor(self.clock.now().timestamp()))
 
     async def _check(self, rules: list[tuple[str, Rate | None, str]]) -> Limited | None:
+        limited, _ = await self._check_and_read(rules, None)
+        return limited
+
+    async def _check_and_read(
+        self, rules: list[tuple[str, Rate | None, str]], read: PointRead | None
+    ) -> tuple[Limited | None, Any]:
         now = self.clock.now().timestamp()
         second = math.floor(now)
         # (rule, rate, bucket, the end of the bucket's current window) for each rule that is on
@@ -177,14 +207,18 @@ class RateLimiter:
             if rate is not None
         ]
         if not active:
-            return None
-        counts = await self.store.hit([(bucket, window_end) for _, _, bucket, window_end in active])
+            return None, NOT_READ
+        buckets = [(bucket, window_end) for _, _, bucket, window_end in active]
+        if read is None:
+            counts, row = await self.store.hit(buckets), NOT_READ
+        else:
+            counts, row = await self.store.hit_and_read(buckets, read)
         refused = [(name, window_end) for name, rate, bucket, window_end in active if counts.get(bucket, 0) > rate.limit]
         if not refused:
-            return None
+            return None, row
         retry_after = max(max(1, math.ceil(window_end - now)) for _, window_end in refused)
         metrics.rate_limited(refused[0][0])
-        return Limited(rule=refused[0][0], retry_after=retry_after)
+        return Limited(rule=refused[0][0], retry_after=retry_after), row
 
 
 def _bucket(rule: str, subject: str) -> str:
