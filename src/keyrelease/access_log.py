@@ -24,16 +24,17 @@ newline as terminator, and ``logging``'s own record factory. Anything else (pyte
 
 from __future__ import annotations
 
-import io
 import logging
 import time
+from io import FileIO, TextIOWrapper
+from logging import INFO, LogRecord, getLevelName, getLogRecordFactory
 from typing import TextIO
 
 from keyrelease.logs import ACCESS_LOGGER, JsonFormatter, RequestIdFilter, TextFormatter, request_id, without_query
 
 #: ``LogRecord`` takes its time from ``time.time_ns()`` in newer Pythons, from ``time.time()``
 #: in 3.11; the milliseconds derived differ in rounding, so the same formula is used here.
-_NANOSECOND_CLOCK = "time_ns" in logging.LogRecord.__init__.__code__.co_names
+_NANOSECOND_CLOCK = "time_ns" in LogRecord.__init__.__code__.co_names
 
 
 def record_time() -> tuple[float, int]:
@@ -49,8 +50,8 @@ def _flushed_by_write(stream: object) -> bool:
     """Has writing a line to ``stream`` done what ``stream.flush()`` would? It has for
     sys.stderr: line-buffered, it flushes at the newline; with PYTHONUNBUFFERED, it writes
     through to the file descriptor at once."""
-    return type(stream) is io.TextIOWrapper and (
-        stream.line_buffering or (stream.write_through and type(stream.buffer) is io.FileIO)
+    return type(stream) is TextIOWrapper and (
+        stream.line_buffering or (stream.write_through and type(stream.buffer) is FileIO)
     )
 
 
@@ -71,14 +72,14 @@ class AccessLogger:
     def info(self, msg: str, *args: object) -> None:
         """What ``logger.info(msg, *args)`` would do; without a record for uvicorn's access call."""
         logger = self.logger
-        if not logger.isEnabledFor(logging.INFO):
+        if not logger.isEnabledFor(INFO):
             return
         if type(msg) is not str or len(args) != 5 or not self._as_configured():  # uvicorn's call, or logging
             logger.info(msg, *args)
             return
         created, millis = record_time()
         try:
-            line = self._line(created, millis, logging.getLevelName(logging.INFO), logger.name,
+            line = self._line(created, millis, getLevelName(INFO), logger.name,
                               msg % without_query(ACCESS_LOGGER, args), request_id.get())
         except Exception:  # a malformed call: logging reports it as it reports any (handleError)
             logger.info(msg, *args)
@@ -94,7 +95,7 @@ class AccessLogger:
         except RecursionError:
             raise
         except Exception:
-            handler.handleError(logger.makeRecord(logger.name, logging.INFO, "", 0, msg, args, None))
+            handler.handleError(logger.makeRecord(logger.name, INFO, "", 0, msg, args, None))
         finally:
             lock.release()  # type: ignore[union-attr]
 
@@ -114,9 +115,9 @@ class AccessLogger:
             root.handlers == self._only_handler
             and handler.filters == self._filters
             and handler.formatter is self._formatter
-            and handler.level <= logging.INFO
+            and handler.level <= INFO
             and handler.terminator == "\n"
-            and logging.getLogRecordFactory() is logging.LogRecord
+            and getLogRecordFactory() is LogRecord
         )
 
 

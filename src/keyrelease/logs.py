@@ -54,10 +54,9 @@ WITHHELD = "(message withheld from the log)"
 
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 
-def escape(text: str) -> str:
-    """``text`` on one line, every control character written as a visible escape (the one
-    rule of what a control character is: :mod:`keyrelease.validation`)."""
-    return visible(text)
+#: ``escape(text)``: ``text`` on one line, every control character written as a visible escape
+#: (the one rule of what a control character is: :mod:`keyrelease.validation`).
+escape = visible
 
 
 def describe_exception(exc: BaseException) -> str:
