@@ -15,16 +15,21 @@ silently if it never sent a byte. A response still being written is finished fir
 httptools: headers beyond ``max_header_bytes`` (request line and header lines, a line still
 arriving included, give or take one read of the socket) are answered ``431``. h11 bounds what it
 buffers of incomplete headers itself (``h11_max_incomplete_event_size``; uvicorn answers 400).
+
+Both also hand their request cycles keyrelease's access logger (:mod:`keyrelease.access_log`)
+in place of the ``uvicorn.access`` logger when :func:`protocol_class` is given one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from keyrelease.access_log import AccessLogger
 
 
 class _HeaderDeadline:
@@ -171,11 +176,28 @@ class _HeadersTooLarge(Exception):
     pass
 
 
-def protocol_class(kind: str, *, header_timeout: float, max_header_bytes: int) -> type[asyncio.Protocol]:
+class _AccessLines:
+    """Gives the request cycles :attr:`access_lines` as their access logger, when there is one.
+    (uvicorn reads ``self.access_logger`` for each request's cycle and decides whether to log
+    at all from the ``uvicorn.access`` logger, in its ``__init__``.)"""
+
+    access_lines: ClassVar[AccessLogger | None] = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.access_lines is not None:
+            self.access_logger = self.access_lines
+
+
+def protocol_class(
+    kind: str, *, header_timeout: float, max_header_bytes: int, access_logger: AccessLogger | None = None
+) -> type[asyncio.Protocol]:
     """The protocol class for ``keyrelease serve --http KIND`` (``auto``: httptools where
-    installed, as uvicorn chooses), with the given header deadline and size bound."""
+    installed, as uvicorn chooses), with the given header deadline and size bound, writing its
+    access lines with ``access_logger`` (``None``: uvicorn's logger)."""
     httptools = _httptools_protocol() if kind in ("auto", "httptools") else None
     if kind == "httptools" and httptools is None:
         raise RuntimeError("--http httptools: httptools is not installed")
     base: type[asyncio.Protocol] = httptools or HeaderDeadlineH11Protocol
-    return type(base.__name__, (base,), {"header_timeout": header_timeout, "max_header_bytes": max_header_bytes})
+    settings = {"header_timeout": header_timeout, "max_header_bytes": max_header_bytes, "access_lines": access_logger}
+    return type(base.__name__, (_AccessLines, base), settings)

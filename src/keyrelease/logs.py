@@ -21,16 +21,19 @@ What the formatters write, whoever logged the record (keyrelease, uvicorn, Torto
   endpoint here reads a query string, so one can only carry something a client should not
   have sent there (a query with a password in it).
 
-A record is cheap (the access log writes one per request, see docs/performance.md): the
-formatters write the timestamp from a per-second cache and the JSON line field by field with
-the json module's own string encoder (what ``json.dumps`` writes), and :func:`configure`
-switches off what ``logging`` would gather that no format here writes (the caller's frame,
-thread, process), as the Logging HOWTO's "Optimization" section describes.
+A record is cheap (see docs/performance.md): the formatters write the timestamp from a
+per-second cache and the JSON line field by field with the json module's own string encoder
+(what ``json.dumps`` writes), and :func:`configure` switches off what ``logging`` would gather
+that no format here writes (the caller's frame, thread, process), as the Logging HOWTO's
+"Optimization" section describes. The access line, one per request, is written without a record
+at all while the logging is this module's (:mod:`keyrelease.access_log`), by the formatters'
+own :meth:`~JsonFormatter.line`.
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import time
 import traceback
@@ -45,14 +48,15 @@ from keyrelease.validation import visible
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("keyrelease_request_id", default="-")
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+#: uvicorn's logger of access lines, one per request (see :mod:`keyrelease.access_log`).
+ACCESS_LOGGER = "uvicorn.access"
 WITHHELD = "(message withheld from the log)"
 
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 
-def escape(text: str) -> str:
-    """``text`` on one line, every control character written as a visible escape (the one
-    rule of what a control character is: :mod:`keyrelease.validation`)."""
-    return visible(text)
+#: ``escape(text)``: ``text`` on one line, every control character written as a visible escape
+#: (the one rule of what a control character is: :mod:`keyrelease.validation`).
+escape = visible
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -88,12 +92,18 @@ def _exception_text(ei: _ExcInfo) -> str:
     return describe_exception(ei[1]) if ei[1] is not None else ""
 
 
-def _access_path_only(record: logging.LogRecord) -> None:
-    """uvicorn's access record names ``path?query`` as its third argument: keep the path."""
-    if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
-        path = record.args[2]
+def without_query(name: str, args: object) -> object:
+    """The arguments of a record of logger ``name`` as written: uvicorn's access record names
+    ``path?query`` as its third argument, of which the path is kept."""
+    if name == ACCESS_LOGGER and isinstance(args, tuple) and len(args) == 5:
+        path = args[2]
         if isinstance(path, str) and "?" in path:
-            record.args = (*record.args[:2], path.split("?", 1)[0], *record.args[3:])
+            return (*args[:2], path.split("?", 1)[0], *args[3:])
+    return args
+
+
+def _access_path_only(record: logging.LogRecord) -> None:
+    record.args = without_query(record.name, record.args)  # type: ignore[assignment]
 
 
 class RequestIdFilter(logging.Filter):
@@ -105,18 +115,26 @@ class RequestIdFilter(logging.Filter):
 
 
 class _SecondCache:
-    """The text of a whole second, made once per second: ``render(second)``."""
+    """The text of a whole second, made once per second: ``render(int(created))``."""
 
     def __init__(self, render: Callable[[int], str]) -> None:
         self.render = render
-        self.second = -1
+        self.start = self.end = 0.0  # the second rendered: start <= created < end
         self.text = ""
 
-    def __call__(self, created: float) -> str:
-        second = int(created)
-        if second != self.second:
-            self.text, self.second = self.render(second), second
+    def at(self, created: float) -> str:
+        if not self.start <= created < self.end:
+            second = int(created)
+            self.text, self.start, self.end = self.render(second), float(second), float(second + 1)
         return self.text
+
+
+#: ``000`` to ``999``: the milliseconds of a timestamp, as ``%03d`` writes them.
+_MILLISECONDS = tuple(f"{number:03d}" for number in range(1000))
+
+
+def _milliseconds(millis: int) -> str:
+    return _MILLISECONDS[millis] if 0 <= millis < 1000 else f"{millis:03d}"
 
 
 class TextFormatter(logging.Formatter):
@@ -127,27 +145,30 @@ class TextFormatter(logging.Formatter):
         # logging.Formatter.formatTime's text, the seconds made once per second
         self._seconds = _SecondCache(lambda second: time.strftime(self.default_time_format, self.converter(second)))
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
-        if datefmt is not None:
-            return super().formatTime(record, datefmt)
-        return f"{self._seconds(record.created)},{int(record.msecs):03d}"  # logging's default_msec_format
-
     def formatException(self, ei: _ExcInfo) -> str:  # type: ignore[override]
         return _exception_text(ei)
 
+    def line(self, created: float, millis: int, levelname: str, name: str, message: str, rid: object) -> str:
+        """The first line of a record with these fields (``millis``: ``int(record.msecs)``):
+        :data:`TEXT_FORMAT`, escaped; the whole line of a record without a traceback."""
+        moment = f"{self._seconds.at(created)},{_milliseconds(millis)}"  # logging's default_msec_format
+        return escape(f"{moment} {levelname} {name} [{rid!s}]: {message}")
+
     def format(self, record: logging.LogRecord) -> str:
         _access_path_only(record)
-        record.message = record.getMessage()
-        record.asctime = self.formatTime(record, self.datefmt)
-        if not hasattr(record, "request_id"):
-            record.request_id = request_id.get()
-        text = escape(self.formatMessage(record))
+        rid = getattr(record, "request_id", None)
+        text = self.line(record.created, int(record.msecs), record.levelname, record.name, record.getMessage(),
+                         request_id.get() if rid is None else rid)
         # Not record.exc_text: another handler may have cached a traceback with the message.
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         if record.stack_info:
             text += "\n" + visible(self.formatStack(record.stack_info), keep="\n")
         return text
+
+
+#: A level's or a logger's name as a JSON string, encoded once (a few dozen names).
+_json_name = functools.lru_cache(maxsize=256)(encode_basestring)
 
 
 class JsonFormatter(logging.Formatter):
@@ -161,17 +182,25 @@ class JsonFormatter(logging.Formatter):
         super().__init__()
         self._seconds = _SecondCache(lambda second: datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
 
-    def format(self, record: logging.LogRecord) -> str:
-        """What ``json.dumps(entry, ensure_ascii=False)`` writes for the entry above, written
-        field by field: every value a string, each encoded by the json module's own encoder."""
-        _access_path_only(record)
-        moment = f"{self._seconds(record.created)}.{int(record.msecs):03d}+00:00"
-        rid = getattr(record, "request_id", None)
-        line = (
-            f'{{"time": "{moment}", "level": {encode_basestring(record.levelname)}, '
-            f'"logger": {encode_basestring(record.name)}, "message": {encode_basestring(escape(record.getMessage()))}, '
-            f'"request_id": {encode_basestring(str(request_id.get() if rid is None else rid))}'
+    def line(self, created: float, millis: int, levelname: str, name: str, message: str, rid: object) -> str:
+        """The line of a record with these fields (``millis``: ``int(record.msecs)``) and no
+        exception or stack: what ``json.dumps(entry, ensure_ascii=False)`` writes for the entry
+        above, written field by field, every value a string, each encoded by the json module's
+        own encoder."""
+        return (
+            f'{{"time": "{self._seconds.at(created)}.{_milliseconds(millis)}+00:00", "level": {_json_name(levelname)}, '
+            f'"logger": {_json_name(name)}, "message": {encode_basestring(escape(message))}, '
+            f'"request_id": {encode_basestring(str(rid))}}}'
         )
+
+    def format(self, record: logging.LogRecord) -> str:
+        _access_path_only(record)
+        rid = getattr(record, "request_id", None)
+        line = self.line(record.created, int(record.msecs), record.levelname, record.name, record.getMessage(),
+                         request_id.get() if rid is None else rid)
+        if not (record.exc_info or record.stack_info):
+            return line
+        line = line[:-1]  # the closing brace, after the fields below
         if record.exc_info:
             line += f', "exception": {encode_basestring(self.formatException(record.exc_info))}'
         if record.stack_info:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from keyrelease import db
+from keyrelease.access_log import access_logger
 from keyrelease.config import Settings, redact_url
 from keyrelease.exceptions import ConfigError
 from keyrelease.http_protocols import protocol_class
@@ -170,6 +171,7 @@ def _run(app: Starlette, sock: socket.socket, options: ServeOptions, settings: S
             options.http,
             header_timeout=settings.header_timeout_seconds,
             max_header_bytes=settings.max_header_bytes,
+            access_logger=access_logger(),  # the access line without a LogRecord, while logging is ours
         ),
         h11_max_incomplete_event_size=settings.max_header_bytes,
         timeout_keep_alive=settings.keep_alive_seconds,

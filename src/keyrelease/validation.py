@@ -71,6 +71,8 @@ def is_email_address(value: str) -> bool:
 def visible(text: str, *, keep: str = "") -> str:
     """``text`` with every control character (except those in ``keep``) written out as its
     escape (``\\x1b``, ``\\x00``, ``\\u202e``): fit for a terminal or a log, never raw."""
+    if text.isprintable():  # the usual case (every log line); no control character is printable
+        return text
     return CONTROL_CHARACTERS.sub(
         lambda m: m.group() if m.group() in keep else m.group().encode("unicode_escape").decode("ascii"), text
     )
