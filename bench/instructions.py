@@ -20,6 +20,9 @@ token-log           ``keyrelease serve`` with the access log on (``--log-level i
 token-log-json      the same with ``KEYRELEASE_LOG_FORMAT=json`` (the production format)
 healthz             ``keyrelease serve --log-level warning``, ``GET /healthz``
 healthz-log-json    ``GET /healthz`` with the access log on, JSON
+strawberry-floor    ``bench/bare_app.py --strawberry``, the Strawberry floor (``POST /graphql``, ``{ hello }``)
+key-query           ``keyrelease serve --log-level warning``, the ``key(id)`` query with an admin token
+                    (bench/seeding.py ``KEY_QUERY``, as bench/stages.py sends it)
 ==================  ==========================================================================
 
 Writes ``instructions.json`` (and each target's callgrind file) to ``BENCH_OUT_DIR``
@@ -45,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from options import BENCH, log  # noqa: E402
 from processes import run_cli  # noqa: E402
-from seeding import BULK_SECRET, bulk_insert, create_admin, db_env, seed_flow  # noqa: E402
+from seeding import BULK_SECRET, KEY_QUERY, bulk_insert, create_admin, db_env, seed_flow  # noqa: E402
 
 from keyrelease.testing.processes import KEYRELEASE, Server, free_port  # noqa: E402
 
@@ -64,6 +67,11 @@ class Target:
     env: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     token: bool = False
+    content_type: str = "application/x-www-form-urlencoded"
+    #: One Authorization header for every request (the token requests cycle through clients).
+    authorization: str | None = None
+    #: Bytes every answer's body must hold (a GraphQL error still answers 200).
+    expect: bytes = b""
 
 
 #: Background work on a timer is not a request's cost, and under valgrind (~50 times slower)
@@ -72,7 +80,18 @@ class Target:
 QUIET = {"KEYRELEASE_DISPATCHER": "false", "KEYRELEASE_LAST_USED_FLUSH_SECONDS": "3600"}
 
 
-def targets(env: dict[str, str], database: Path, key_file: Path) -> dict[str, Target]:
+@dataclass
+class Seeded:
+    env: dict[str, str]
+    database: Path
+    key_file: Path
+    client_ids: list[str]
+    key_id: str
+    admin_token: str
+
+
+def targets(seeded: Seeded) -> dict[str, Target]:
+    env, database, key_file = seeded.env, seeded.database, seeded.key_file
     serve = [PYTHON, KEYRELEASE, "serve"]
     env = {**env, **QUIET}
     json_env = {**env, "KEYRELEASE_LOG_FORMAT": "json"}
@@ -86,12 +105,18 @@ def targets(env: dict[str, str], database: Path, key_file: Path) -> dict[str, Ta
         Target("token-log-json", [*serve, "--log-level", "info"], "POST", "/ids/auth/login", json_env, grant, True),
         Target("healthz", [*serve, "--log-level", "warning"], "GET", "/healthz", env),
         Target("healthz-log-json", [*serve, "--log-level", "info"], "GET", "/healthz", json_env),
+        Target("strawberry-floor", [PYTHON, str(BENCH / "bare_app.py"), "--strawberry"], "POST", "/graphql",
+               body=b'{"query":"{ hello }"}', content_type="application/json"),
+        Target("key-query", [*serve, "--log-level", "warning"], "POST", "/graphql", env,
+               json.dumps({"query": KEY_QUERY, "variables": {"id": seeded.key_id}}).encode(),
+               content_type="application/json", authorization=f"Bearer {seeded.admin_token}",
+               expect=b'{"data":{"key":{"id":'),
     ]
     return {t.name: t for t in made}
 
 
 def requests_for(target: Target, client_ids: list[str]) -> list[bytes]:
-    auths = [None]
+    auths = [target.authorization]
     if target.token:
         auths = ["Basic " + base64.b64encode(f"{c}:{BULK_SECRET}".encode()).decode() for c in client_ids]
     made = []
@@ -100,7 +125,7 @@ def requests_for(target: Target, client_ids: list[str]) -> list[bytes]:
         if auth:
             lines.append(f"Authorization: {auth}")
         if target.body:
-            lines += ["Content-Type: application/x-www-form-urlencoded", f"Content-Length: {len(target.body)}"]
+            lines += [f"Content-Type: {target.content_type}", f"Content-Length: {len(target.body)}"]
         made.append(("\r\n".join(lines) + "\r\n\r\n").encode() + target.body)
     return made
 
@@ -112,6 +137,7 @@ class Connection:
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buffer = b""
+        self.body = b""
 
     def send(self, request: bytes) -> int:
         self.sock.sendall(request)
@@ -122,7 +148,7 @@ class Connection:
                       if line.lower().startswith(b"content-length:"))
         while len(self.buffer) < length:
             self._read()
-        self.buffer = self.buffer[length:]
+        self.body, self.buffer = self.buffer[:length], self.buffer[length:]
         return int(head.split(b" ", 2)[1])
 
     def _read(self) -> None:
@@ -175,10 +201,12 @@ def measure(target: Target, client_ids: list[str], out_dir: Path, requests: int 
             statuses[status] = statuses.get(status, 0) + 1
         if set(statuses) != {200}:
             raise RuntimeError(f"{target.name}: warm-up answers {statuses}; see {log_path}")
+        _check_body(target, connection)
         callgrind(process.pid, "-i", "on")
         for n in range(requests):
             connection.send(batch[(warmup + n) % len(batch)])
         callgrind(process.pid, "-i", "off")
+        _check_body(target, connection)
         callgrind(process.pid, "--dump")  # the counts so far, written now: no need to wait for a shutdown
         connection.close()
     finally:
@@ -186,6 +214,11 @@ def measure(target: Target, client_ids: list[str], out_dir: Path, requests: int 
         process.wait(30)
     total = _total(out_dir, out_file.name)
     return {"requests": requests, "instructions": total, "per_request": total / requests}
+
+
+def _check_body(target: Target, connection: Connection) -> None:
+    if target.expect not in connection.body:
+        raise RuntimeError(f"{target.name}: the answer {connection.body[:300]!r} lacks {target.expect!r}")
 
 
 def _total(out_dir: Path, name: str) -> int:
@@ -197,9 +230,10 @@ def _total(out_dir: Path, name: str) -> int:
     raise RuntimeError(f"no counts in {out_dir}/{name}*")
 
 
-def seed(tmp: Path) -> tuple[dict[str, str], Path, Path, list[str]]:
-    """A database with one key made through the API and CLIENTS bulk keys; the service's
-    environment, the database file, the signing key file and the bulk client IDs."""
+def seed(tmp: Path) -> Seeded:
+    """A database with one key made through the API and CLIENTS bulk keys: the service's
+    environment, the database file, the signing key file, the bulk client IDs, the key's id
+    and the admin's token."""
     database = tmp / "keyrelease.sqlite3"
     env = db_env(tmp, f"sqlite://{database}")
     admin_token = create_admin(env)
@@ -209,7 +243,7 @@ def seed(tmp: Path) -> tuple[dict[str, str], Path, Path, list[str]]:
     finally:
         server.stop()
     client_ids = bulk_insert(f"sqlite://{database}", key_id, CLIENTS)
-    return env, database, Path(env["KEYRELEASE_VAR_DIR"]) / "jwt_signing_key.pem", client_ids
+    return Seeded(env, database, Path(env["KEYRELEASE_VAR_DIR"]) / "jwt_signing_key.pem", client_ids, key_id, admin_token)
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
@@ -220,6 +254,9 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         per = figures["per_request"]
         lines.append(f"| {name} | {per:,.0f} | {per / floor:.2f} |" if floor else f"| {name} | {per:,.0f} | – |")
         lines[-1] += f" {per / bare:.2f} |" if bare else " – |"
+    if "key-query" in results and "strawberry-floor" in results:
+        share = results["strawberry-floor"]["per_request"] / results["key-query"]["per_request"]
+        lines.append(f"\nkey(id) against the Strawberry floor (instructions of the floor ÷ key(id)'s): {share:.2f}")
     return "\n".join(lines)
 
 
@@ -232,14 +269,14 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="keyrelease-instr-") as tmp_name:
         tmp = Path(tmp_name)
         log("seeding")
-        env, database, key_file, client_ids = seed(tmp)
-        run_cli(env, "migrate")
-        chosen = targets(env, database, key_file)
+        seeded = seed(tmp)
+        run_cli(seeded.env, "migrate")
+        chosen = targets(seeded)
         names = argv or list(chosen)
         results = {}
         for name in names:
             log(f"{name}: {WARMUP} warm-up requests, then {REQUESTS} counted (callgrind)")
-            results[name] = measure(chosen[name], client_ids, out_dir)
+            results[name] = measure(chosen[name], seeded.client_ids, out_dir)
             log(f"{name}: {results[name]['per_request']:,.0f} instructions per request")
     (out_dir / "instructions.json").write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))

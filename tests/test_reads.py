@@ -35,6 +35,7 @@ async def test_point_reads_build_the_models_the_orm_builds(api, clock):
     assert authenticated is not None
     assert _fields(authenticated) == _fields(admin)
     assert authenticated.institution.name == admin.institution.name == ada.institution
+    assert _fields(authenticated.institution) == _fields(admin.institution)
 
     read = await queries.get_key(authenticated, key["id"])
     assert read is not None and _fields(read) == _fields(model)

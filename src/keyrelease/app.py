@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -108,14 +109,22 @@ def create_app(
                 await services.transport.close()
 
     token_endpoint = TokenEndpoint(oauth)
+    graphql_endpoint = web.no_store(graphql_app)
     app = hot_paths.App(
         hot={  # answered before the middleware stack and the router (keyrelease.hot_paths)
             ("POST", "/ids/auth/login"): RequestContext(token_endpoint, settings.request_timeout_seconds, _unavailable_body),
             ("GET", "/healthz"): RequestContext(hot_paths.healthz, None, _unavailable_body),
+            # The GraphQL endpoint can raise (a request that fails unexpectedly): in the
+            # outermost of Starlette's middlewares, which answers such a failure with its 500,
+            # as it does on the usual way. What it skips is the exception middleware (nothing
+            # here raises an HTTPException) and the router.
+            ("POST", "/graphql"): ServerErrorMiddleware(
+                RequestContext(graphql_endpoint, settings.request_timeout_seconds, _unavailable_body)
+            ),
         },
         routes=[  # the busiest first: the router tries them in order
             Route("/ids/auth/login", token_endpoint, methods=["POST"]),
-            Route("/graphql", web.no_store(graphql_app), methods=graphql_methods),
+            Route("/graphql", graphql_endpoint, methods=graphql_methods),
             Route("/.well-known/jwks.json", oauth.jwks, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),

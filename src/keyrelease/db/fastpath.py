@@ -171,19 +171,32 @@ def _columns(model: type[Model], alias: str, prefix: str = "") -> str:
     return ", ".join(f"{alias}.{column} AS {prefix}{column}" for column in model._meta.db_fields)
 
 
-def _hydrate(model: type[M], row: Mapping[str, Any], prefix: str = "") -> M:
+def _hydrate(model: type[M], row: Mapping[str, Any], prefix: str = "", start: int = 0) -> M:
     """A model instance from a row selected with :func:`_columns`, as the ORM would build it.
+    ``start``: the position of the model's first column in the row.
 
+    A row of the read-only SQLite connection is read by position (``start`` and on, in
+    :func:`_columns`' order): ``sqlite3.Row`` finds a name by comparing it with each column's
+    in turn. A row from the ORM's connection (a dict) is read by name.
     Datetimes stored as ISO text (SQLite) take the C parser instead of the field's generic one;
     every other value goes through the field's own converter.
     """
+    plan = _hydration_plan(model, prefix)
+    stored = row[start : start + len(plan)] if isinstance(row, sqlite3.Row) else [row[key] for key, _, _ in plan]
     values = {}
-    for column in model._meta.db_fields:
-        value = row[prefix + column]
-        if isinstance(value, str) and column in _datetime_columns(model):
+    for (_, column, is_datetime), value in zip(plan, stored, strict=True):
+        if is_datetime and isinstance(value, str):
             value = to_datetime(value)
         values[column] = value
     return model._init_from_db(**values)
+
+
+@functools.cache
+def _hydration_plan(model: type[Model], prefix: str) -> tuple[tuple[str, str, bool], ...]:
+    """For :func:`_hydrate`: each column's key in the row, its name, and whether it holds a
+    datetime; worked out once per model and prefix instead of once per value."""
+    datetimes = _datetime_columns(model)
+    return tuple((prefix + column, column, column in datetimes) for column in model._meta.db_fields)
 
 
 def _attach(instance: Model, field: str, related: Model) -> None:
@@ -252,14 +265,19 @@ async def admin_by_token_hash(token_hash: str) -> TokenOwner | None:
     row = await _one(_token_sql(), [token_hash])
     if row is None:
         return None
-    admin = _hydrate(Admin, row, "a_")
-    _attach(admin, "institution", _hydrate(Institution, row, "i_"))
+    admin = _hydrate(Admin, row, "a_", _TOKEN_FIELDS)
+    _attach(admin, "institution", _hydrate(Institution, row, "i_", _TOKEN_FIELDS + len(Admin._meta.db_fields)))
     return TokenOwner(
         admin=admin,
         revoked_at=_moment(row["t_revoked_at"]),
         expires_at=_moment(row["t_expires_at"]),
         token_id=row["t_id"],
     )
+
+
+#: The token's own columns at the head of :func:`_token_sql`'s row; the admin's follow, then
+#: the institution's.
+_TOKEN_FIELDS = 3
 
 
 @functools.cache

@@ -21,6 +21,12 @@ An admin's costly operations (:data:`COSTLY` and more: far beyond anything the c
 take turns, one at a time in each process (:class:`AdminTurns`): one admin's parallel
 requests then queue behind each other instead of filling the event loop together, and every
 other request keeps its place between their steps.
+
+An operation priced without reading a variable (no ``first`` argument anywhere: ``key(id:)``,
+``me``, ``policy``) under both limits is remembered as cheap, per parsed document
+(:class:`CheapOperations`, as many as the parser cache holds): a request with the same
+document would be neither refused nor made to wait whatever its variables, so it skips the
+walk. Only the document is remembered, nothing about the caller or the data.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
@@ -80,6 +87,26 @@ def operation_cost(
 ) -> int | None:
     """The cost of the operation the request runs, or None when it cannot be computed before
     execution (no such operation, variables that do not coerce: execution refuses those)."""
+    priced = price(schema, document, operation_name, variables, page_bounds=page_bounds)
+    return None if priced is None else priced.cost
+
+
+@dataclass(frozen=True)
+class Price:
+    cost: int
+    #: Whether no variable could change the cost: no ``first`` argument was read.
+    fixed: bool
+
+
+def price(
+    schema: GraphQLSchema,
+    document: Any,
+    operation_name: str | None,
+    variables: Mapping[str, Any] | None,
+    *,
+    page_bounds: tuple[int, int],
+) -> Price | None:
+    """:func:`operation_cost`, and whether the variables could change it."""
     operation = get_operation_ast(document, operation_name)
     if operation is None:
         return None
@@ -90,7 +117,9 @@ def operation_cost(
     if root is None:
         return None
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-    return _Walk(schema, fragments, coerced, page_bounds).selections(operation.selection_set, root, 1, None)
+    walk = _Walk(schema, fragments, coerced, page_bounds)
+    cost = walk.selections(operation.selection_set, root, 1, None)
+    return Price(cost, fixed=not walk.sized_a_page)
 
 
 class _Walk:
@@ -105,6 +134,8 @@ class _Walk:
         self.fragments = fragments
         self.variables = variables
         self.low, self.high = page_bounds
+        #: Whether a ``first`` argument was read (its value may come from a variable).
+        self.sized_a_page = False
 
     def selections(self, selection_set: SelectionSetNode, parent: Any, times: int, page: int | None) -> int:
         """The cost of ``selection_set`` resolved on ``times`` objects of type ``parent``;
@@ -144,6 +175,7 @@ class _Walk:
     def first(self, node: FieldNode, definition: GraphQLField) -> int | None:
         if "first" not in definition.args:
             return None
+        self.sized_a_page = True
         try:
             value = get_argument_values(definition, node, self.variables).get("first")
         except GraphQLError:
@@ -181,27 +213,52 @@ class AdminTurns:
                 del self._users[admin_id], self._locks[admin_id]
 
 
+class CheapOperations:
+    """Operations known to be under both limits whatever their variables, by parsed document
+    and operation name; at most ``size``, the oldest forgotten first. Each entry holds its
+    document, so the document's ``id`` cannot be reused while it is remembered."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._known: dict[tuple[int, str | None], Any] = {}
+
+    def __contains__(self, operation: tuple[Any, str | None]) -> bool:
+        document, name = operation
+        return self._known.get((id(document), name)) is document
+
+    def add(self, document: Any, name: str | None) -> None:
+        if len(self._known) >= self.size:
+            del self._known[next(iter(self._known))]
+        self._known[(id(document), name)] = document
+
+
 class QueryCostLimit(SchemaExtension):
     """Refuse an operation whose cost (:func:`operation_cost`) is over ``max_cost`` before
     it executes; run an admin's costly ones one at a time. Runs after validation, so the
     document is known to be well formed."""
 
-    def __init__(self, *, max_cost: int, page_bounds: tuple[int, int], turns: AdminTurns) -> None:
+    def __init__(
+        self, *, max_cost: int, page_bounds: tuple[int, int], turns: AdminTurns, cheap: CheapOperations
+    ) -> None:
         self.max_cost = max_cost
         self.page_bounds = page_bounds
         self.turns = turns
+        self.cheap = cheap
 
     async def on_execute(self) -> AsyncIterator[None]:
         context = self.execution_context
         document = context.graphql_document
         cost = None
-        if document is not None and context.result is None:
-            cost = operation_cost(
+        if document is not None and context.result is None and (document, context.operation_name) not in self.cheap:
+            priced = price(
                 context.schema._schema, document, context.operation_name, context.variables, page_bounds=self.page_bounds
             )
+            cost = None if priced is None else priced.cost
             if cost is not None and cost > self.max_cost:
                 context.result = ExecutionResult(data=None, errors=[too_costly(cost, self.max_cost)])
                 cost = None
+            elif priced is not None and priced.fixed and priced.cost < COSTLY:
+                self.cheap.add(document, context.operation_name)
         admin = await context.context.admin_or_none() if cost is not None and cost >= COSTLY else None
         if admin is None:
             yield

@@ -21,10 +21,13 @@ import logging
 
 import strawberry
 from graphql import FieldNode, GraphQLError, GraphQLSyntaxError, ValueNode
+from strawberry.extensions import SchemaExtension
+from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.types import ExecutionContext
 
 from keyrelease import db
 from keyrelease.deadline import UNAVAILABLE
+from keyrelease.graphql.hooks import ExtensionsRunner
 
 log = logging.getLogger("keyrelease.graphql")
 
@@ -89,7 +92,13 @@ def process(errors: list[GraphQLError]) -> None:
 
 
 class Schema(strawberry.Schema):
-    """strawberry.Schema whose error log is :func:`process` instead of Strawberry's."""
+    """strawberry.Schema whose error log is :func:`process` instead of Strawberry's, and whose
+    extensions run through :class:`keyrelease.graphql.hooks.ExtensionsRunner`."""
 
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         process(errors)
+
+    def create_extensions_runner(
+        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
+    ) -> SchemaExtensionsRunner:
+        return ExtensionsRunner(execution_context=execution_context, extensions=extensions)

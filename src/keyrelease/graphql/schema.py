@@ -8,15 +8,8 @@ from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
-from graphql.validation import ASTValidationRule
-from strawberry.extensions import (
-    AddValidationRules,
-    DisableIntrospection,
-    MaskErrors,
-    MaxTokensLimiter,
-    ParserCache,
-    ValidationCache,
-)
+from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
+from strawberry.extensions import MaskErrors
 from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.config import StrawberryConfig
@@ -35,7 +28,8 @@ from keyrelease.graphql.api_tokens import (
 )
 from keyrelease.graphql.api_tokens import map_result as map_token_result
 from keyrelease.graphql.context import TOKEN_NOT_ACCEPTED, ClientError, Context
-from keyrelease.graphql.cost import AdminTurns, QueryCostLimit
+from keyrelease.graphql.cost import AdminTurns, CheapOperations, QueryCostLimit
+from keyrelease.graphql.documents import DocumentCache, parse_cache
 from keyrelease.graphql.guess_limit import OneGuessPerRequest
 from keyrelease.graphql.inputs import (
     CancelRotationInput,
@@ -381,6 +375,13 @@ class MaskUnexpectedErrors(MaskErrors):
     def __init__(self) -> None:
         super().__init__(should_mask_error=_should_mask, error_message=errors.INTERNAL_MESSAGE)
 
+    def _process_result(self, result: object) -> None:
+        """MaskErrors' own, without its ``isinstance`` against a runtime-checkable Protocol
+        (which walks the Protocol's members on every request): a result without errors, the
+        usual one, is left as it is."""
+        if getattr(result, "errors", None):
+            result.errors = self._process_errors(result.errors)  # type: ignore[attr-defined]
+
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         unavailable = errors.is_unavailable(error)
         return GraphQLError(
@@ -389,6 +390,10 @@ class MaskUnexpectedErrors(MaskErrors):
             path=error.path,
             extensions={"code": errors.SERVICE_UNAVAILABLE if unavailable else errors.INTERNAL},
         )
+
+
+#: The documents the parser and validation caches keep, and the cheap operations remembered.
+PARSED_DOCUMENTS = 256
 
 
 def build_schema(
@@ -401,18 +406,22 @@ def build_schema(
     # The validation rules are built once: the validation cache is keyed by the rule classes,
     # and QueryDepthLimiter/MaxAliasesLimiter would make new classes on every request, so
     # the cache would never hit (a third of a small query's time went to validation).
-    turns = AdminTurns()  # shared by every request this schema serves
-    rules: list[type[ASTValidationRule]] = [OneGuessPerRequest, depth_rule(max_depth, None, None), alias_rule(limits.MAX_ALIASES)]
+    # Shared by every request this schema serves:
+    turns = AdminTurns()
+    cheap = CheapOperations(size=PARSED_DOCUMENTS)
+    parsed = parse_cache(PARSED_DOCUMENTS)
+    rules: tuple[type[ASTValidationRule], ...] = (
+        OneGuessPerRequest,
+        depth_rule(max_depth, None, None),
+        alias_rule(limits.MAX_ALIASES),
+    )
+    if not introspection:  # what Strawberry's DisableIntrospection adds, last
+        rules += (NoSchemaIntrospectionCustomRule,)
     extensions: list = [
-        lambda: MaxTokensLimiter(max_token_count=max_tokens),
-        lambda: AddValidationRules(rules),
-        lambda: ParserCache(maxsize=256),
-        lambda: ValidationCache(maxsize=256),
-        lambda: QueryCostLimit(max_cost=max_cost, page_bounds=(1, queries.MAX_PAGE), turns=turns),
+        lambda: DocumentCache(max_tokens=max_tokens, rules=rules, parsed=parsed),
+        lambda: QueryCostLimit(max_cost=max_cost, page_bounds=(1, queries.MAX_PAGE), turns=turns, cheap=cheap),
         MaskUnexpectedErrors,
     ]
-    if not introspection:
-        extensions.append(DisableIntrospection)
     return errors.Schema(
         query=Query,
         mutation=Mutation,
