@@ -115,3 +115,40 @@ async def test_a_cancellation_from_elsewhere_propagates_and_is_not_a_timeout():
     await asyncio.sleep(0.5)
     assert await _call(middleware, 0.01) == (200, pytest.approx(0.01, abs=0.5))
 
+
+
+def test_each_event_loop_keeps_its_own_deadlines():
+    """One middleware serving two event loops, each in its thread (a test client's portal next
+    to the app's loop, an embedding): a slow request on one loop is still cut off at its deadline
+    while the other loop serves requests, and each loop's timer only touches its own requests."""
+    import threading
+
+    middleware = _middleware(0.2)
+    results: dict[str, object] = {}
+    started = threading.Event()
+
+    def slow_loop() -> None:
+        async def run() -> tuple[int, float]:
+            call = asyncio.create_task(_call(middleware, 1.0))
+            await asyncio.sleep(0.01)
+            started.set()
+            return await call
+
+        results["slow"] = asyncio.run(run())
+
+    def busy_loop() -> None:
+        started.wait(5)
+
+        async def run() -> list[tuple[int, float]]:
+            return [await _call(middleware, 0.01) for _ in range(20)]
+
+        results["busy"] = asyncio.run(run())
+
+    threads = [threading.Thread(target=slow_loop), threading.Thread(target=busy_loop)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    status, elapsed = results["slow"]  # type: ignore[misc]
+    assert status == 503 and 0.2 <= elapsed < 0.9, results["slow"]
+    assert all(status == 200 for status, _ in results["busy"]), results["busy"]  # type: ignore[union-attr]

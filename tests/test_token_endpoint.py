@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -212,6 +214,41 @@ async def test_a_revoked_key_stops_minting_tokens_with_the_next_request(api, cli
     await api.data(REVOKE_KEY, {"input": {"keyId": key["id"]}}, ada.token)
     refused = await request_token(client, creds["clientId"], creds["clientSecret"])
     assert refused.status_code == 401 and refused.json() == INVALID_CLIENT_BODY
+
+
+async def test_a_key_revoked_while_the_body_is_on_its_way_gets_no_token(app, api):
+    """The key is read after everything the client sends has arrived (on PostgreSQL the read
+    travels with the rate-limit counters): a client that sends its headers, holds its body back
+    until an admin revokes the key, then sends it, must be refused, not answered from a row read
+    before the revocation."""
+    ada = await api.admin()
+    key, creds = await released_key(api, ada)
+    body_sent, waiting = asyncio.Event(), asyncio.Event()
+
+    async def receive() -> dict:
+        waiting.set()
+        await body_sent.wait()
+        return {"type": "http.request", "body": GRANT.encode(), "more_body": False}
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    authorization = basic_auth(creds["clientId"], creds["clientSecret"]).encode()
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": LOGIN, "raw_path": LOGIN.encode(), "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"test"), (b"authorization", authorization), (b"content-type", FORM["Content-Type"].encode())],
+        "client": ("127.0.0.1", 40000), "server": ("test", 80),
+    }
+    request = asyncio.create_task(app(scope, receive, send))
+    await asyncio.wait_for(waiting.wait(), 5)  # the request has its headers and waits for its body
+    await api.data(REVOKE_KEY, {"input": {"keyId": key["id"]}}, ada.token)
+    body_sent.set()
+    await asyncio.wait_for(request, 5)
+    assert sent[0]["status"] == 401, sent
+    assert json.loads(sent[1]["body"]) == INVALID_CLIENT_BODY
 
 
 async def test_an_expired_key_is_refused_and_its_tokens_never_outlive_it(api, client, clock):

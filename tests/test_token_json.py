@@ -35,3 +35,28 @@ COMPACT_JWS = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv
 def test_the_granted_body_is_what_json_dumps_writes(token, expires_in, scope):  # type: ignore[no-untyped-def]
     body = {"access_token": token, "expires_in": expires_in, "scope": scope, "token_type": "Bearer"}
     assert granted_json(AccessToken(token, expires_in, scope)) == json.dumps(body, separators=(",", ":"))
+
+
+def test_issued_tokens_are_base64url_and_dots_for_either_signature_algorithm():
+    """``granted_json`` writes the token without escaping it: that holds only while every token
+    is a JWS in compact form (three base64url parts), whichever key signs it."""
+    import re
+    import uuid
+    from datetime import UTC, datetime
+
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    from keyrelease.clock import FrozenClock
+    from keyrelease.oauth.signing_keys import KeyRing, SigningKey, _published
+    from keyrelease.oauth.tokens import TokenIssuer
+    from keyrelease.service.clients import AuthenticatedClient
+
+    compact = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+    client = AuthenticatedClient(uuid.uuid4(), "us-east-1#\u2028\"x\\", "Université \u00e9\U0001f600", None)
+    for private_key in (ed25519.Ed25519PrivateKey.generate(), rsa.generate_private_key(65537, 2048)):
+        signing = SigningKey(published=_published(private_key.public_key()), private_key=private_key)
+        issuer = TokenIssuer(KeyRing(signing, (signing.published,)), issuer="https://issuer.example/\u00e9",
+                             audience="aud", ttl_seconds=3600, scope="api", clock=FrozenClock(datetime.now(UTC)))
+        token = issuer.issue(client)
+        assert compact.fullmatch(token.token), (type(private_key).__name__, token.token)
+        assert json.loads(granted_json(token))["access_token"] == token.token

@@ -79,15 +79,15 @@ class AccessLogger:
             return
         created, millis = record_time()
         try:
-            line = self._line(created, millis, getLevelName(INFO), logger.name,
-                              msg % without_query(ACCESS_LOGGER, args), request_id.get())
+            message = msg % without_query(ACCESS_LOGGER, args)
         except Exception:  # a malformed call: logging reports it as it reports any (handleError)
             logger.info(msg, *args)
             return
         handler = self._handler
         lock = handler.lock
         lock.acquire()  # type: ignore[union-attr]  # a StreamHandler has one
-        try:  # StreamHandler.emit and its flush, from the formatted line on
+        try:  # Handler.handle from the formatting on (under the lock, as logging formats), emit, flush
+            line = self._line(created, millis, getLevelName(INFO), logger.name, message, request_id.get())
             stream = handler.stream
             stream.write(line + "\n")
             if not _flushed_by_write(stream) and stream and hasattr(stream, "flush"):

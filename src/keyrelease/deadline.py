@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import weakref
 from collections import deque
 from collections.abc import Callable
 
@@ -40,7 +41,7 @@ class _Pending:
     __slots__ = ("at", "cancelling", "expired", "finished", "task")
 
     def __init__(self, task: asyncio.Task[object], at: float) -> None:
-        self.task = task
+        self.task: asyncio.Task[object] = task
         self.at = at
         self.cancelling = task.cancelling()
         self.finished = False
@@ -48,8 +49,10 @@ class _Pending:
 
 
 class Deadlines:
-    """The deadlines of the requests running on one event loop, all ``seconds`` long, in the
-    order they pass (the order the requests started), and one timer for the earliest.
+    """The deadlines of the requests running through one middleware, all ``seconds`` long, in
+    the order they pass (the order the requests started), and one timer for the earliest: per
+    event loop (:class:`_LoopDeadlines`; a server runs one, tests and embeddings may run more,
+    each in its thread).
 
     :meth:`start` appends; a finished request's entry is flagged and dropped when it reaches
     the head of the queue (at the next start, or when the timer fires). When the timer fires,
@@ -59,37 +62,55 @@ class Deadlines:
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: deque[_Pending] = deque()
-        self._timer: asyncio.TimerHandle | None = None
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopDeadlines] = weakref.WeakKeyDictionary()
+        #: The last loop (weakly) and its queue, as one attribute (read and replaced whole: safe
+        #: across threads). Nothing here holds a loop: a closed one's queue goes with it.
+        self._last: tuple[Callable[[], asyncio.AbstractEventLoop | None], _LoopDeadlines | None] = (lambda: None, None)
 
     def start(self) -> _Pending:
         """The current task's deadline, from now."""
         loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # a new loop (tests run one per test): forget the old one's requests
-            self._loop, self._queue, self._timer = loop, deque(), None
-        queue = self._queue
+        last_loop, deadlines = self._last
+        if last_loop() is not loop or deadlines is None:
+            deadlines = self._loops.get(loop)
+            if deadlines is None:
+                deadlines = self._loops.setdefault(loop, _LoopDeadlines(self.seconds))
+            self._last = (weakref.ref(loop), deadlines)
+        return deadlines.start(loop)
+
+
+class _LoopDeadlines:
+    """:class:`Deadlines` on one event loop: its queue and its timer, touched only from that
+    loop (the timer is its own)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.queue: deque[_Pending] = deque()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> _Pending:
+        queue = self.queue
         while queue and queue[0].finished:
             queue.popleft()
         task = asyncio.current_task(loop)
         assert task is not None, "a request runs in a task"
         pending = _Pending(task, loop.time() + self.seconds)
         queue.append(pending)
-        if self._timer is None:
-            self._timer = loop.call_at(pending.at, self._expire)
+        if self.timer is None:
+            self.timer = loop.call_at(pending.at, self._expire)
         return pending
 
     def _expire(self) -> None:
-        self._timer = None
-        assert self._loop is not None
-        now, queue = self._loop.time(), self._queue
+        self.timer = None
+        loop = asyncio.get_running_loop()  # the timer's own
+        now, queue = loop.time(), self.queue
         while queue and (queue[0].finished or queue[0].at <= now):
             pending = queue.popleft()
             if not pending.finished:
                 pending.expired = True
                 pending.task.cancel()
         if queue:
-            self._timer = self._loop.call_at(queue[0].at, self._expire)
+            self.timer = loop.call_at(queue[0].at, self._expire)
 
 
 class RequestDeadline:
@@ -144,6 +165,7 @@ class RequestDeadline:
                 pending.task.uncancel()
         finally:
             pending.finished = True
+            del pending.task  # a finished entry waiting in the queue holds no task (nor its loop)
 
     async def _unavailable(self, scope: Scope, send: Send) -> None:
         body = json.dumps(self.unavailable(scope)).encode()

@@ -166,9 +166,16 @@ def _pk(model: type[Model]) -> str:
     return model._meta.db_pk_column
 
 
+@functools.cache
+def _db_columns(model: type[Model]) -> tuple[str, ...]:
+    """``model``'s columns in one fixed order (``_meta.db_fields`` is a set): the order the
+    statements select them in and :func:`_hydrate` reads them by, taken once for both."""
+    return tuple(model._meta.db_fields)
+
+
 def _columns(model: type[Model], alias: str, prefix: str = "") -> str:
-    """``alias.column AS prefix+column, ...`` for every column of ``model``."""
-    return ", ".join(f"{alias}.{column} AS {prefix}{column}" for column in model._meta.db_fields)
+    """``alias.column AS prefix+column, ...`` for every column of ``model``, in :func:`_db_columns` order."""
+    return ", ".join(f"{alias}.{column} AS {prefix}{column}" for column in _db_columns(model))
 
 
 def _hydrate(model: type[M], row: Mapping[str, Any], prefix: str = "", start: int = 0) -> M:
@@ -196,7 +203,7 @@ def _hydration_plan(model: type[Model], prefix: str) -> tuple[tuple[str, str, bo
     """For :func:`_hydrate`: each column's key in the row, its name, and whether it holds a
     datetime; worked out once per model and prefix instead of once per value."""
     datetimes = _datetime_columns(model)
-    return tuple((prefix + column, column, column in datetimes) for column in model._meta.db_fields)
+    return tuple((prefix + column, column, column in datetimes) for column in _db_columns(model))
 
 
 def _attach(instance: Model, field: str, related: Model) -> None:
@@ -266,7 +273,7 @@ async def admin_by_token_hash(token_hash: str) -> TokenOwner | None:
     if row is None:
         return None
     admin = _hydrate(Admin, row, "a_", _TOKEN_FIELDS)
-    _attach(admin, "institution", _hydrate(Institution, row, "i_", _TOKEN_FIELDS + len(Admin._meta.db_fields)))
+    _attach(admin, "institution", _hydrate(Institution, row, "i_", _TOKEN_FIELDS + len(_db_columns(Admin))))
     return TokenOwner(
         admin=admin,
         revoked_at=_moment(row["t_revoked_at"]),
@@ -428,13 +435,14 @@ async def hit_counters_and_read(buckets: Sequence[tuple[str, int]], read: PointR
 
 @functools.cache
 def _hit_and_read_sql(n: int, read_sql: str) -> str:
-    """The counters' upsert as a CTE, its rows as two arrays, and the read beside them (one row
-    always; the read's columns NULL when it finds nothing)."""
+    """The counters' upsert as a CTE, its rows as two arrays made in one pass (so they pair up),
+    and the read beside them: one row always, the read's columns NULL when it finds nothing."""
+    bucket, count = _column(RateLimitCounter, "bucket"), _column(RateLimitCounter, "count")
     return (
         f"WITH hit AS ({_hit_sql(n)}) "
-        f"SELECT (SELECT array_agg(hit.{_column(RateLimitCounter, 'bucket')}) FROM hit), "
-        f"(SELECT array_agg(hit.{_column(RateLimitCounter, 'count')}) FROM hit), read.* "
-        f"FROM (SELECT 1) AS one LEFT JOIN LATERAL ({read_sql}) AS read ON TRUE"
+        f"SELECT counted.buckets, counted.counts, read.* "
+        f"FROM (SELECT array_agg(hit.{bucket}) AS buckets, array_agg(hit.{count}) AS counts FROM hit) AS counted "
+        f"LEFT JOIN LATERAL ({read_sql}) AS read ON TRUE"
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import unquote_plus
@@ -40,7 +41,7 @@ MALFORMED: Final = _Malformed()
 ParsedBasic = BasicCredentials | _Malformed | None
 
 
-def parse_basic(headers: list[str]) -> ParsedBasic:
+def parse_basic(headers: Sequence[str]) -> ParsedBasic:
     """Read the values of the request's Authorization headers.
 
     None: no client authentication (no header, or another scheme). :data:`MALFORMED`: more

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
@@ -30,7 +31,7 @@ from keyrelease.deadline import UNAVAILABLE
 from keyrelease.oauth.basic import BasicCredentials, ParsedBasic, parse_basic
 from keyrelease.oauth.tokens import AccessToken, TokenIssuer
 from keyrelease.service.clients import ClientAuthenticator
-from keyrelease.service.ratelimit import NOT_READ, Limited, RateLimiter
+from keyrelease.service.ratelimit import Limited, PointRead, RateLimiter
 
 log = logging.getLogger("keyrelease.oauth")
 
@@ -109,8 +110,8 @@ class TokenRequest(NamedTuple):
     peer: str | None
     content_type: str = ""
     content_length: str | None = None
-    authorization: list[str] = []  # noqa: RUF012 - never mutated: `of` passes its own lists
-    forwarded_for: list[str] = []  # noqa: RUF012
+    authorization: Sequence[str] = ()
+    forwarded_for: Sequence[str] = ()
 
     @classmethod
     def of(cls, scope: Scope) -> TokenRequest:
@@ -151,14 +152,28 @@ class OAuthEndpoints:
         await answer.send(send)
 
     async def _answer(self, request: TokenRequest, receive: Receive) -> Answer:
+        """Everything the client sends is read and checked first, then the database is asked
+        (the rate-limit counters, and the key where the store carries the read), then the
+        answer, in the order the checks rank: the limit, the request, the credentials. The key
+        is read only after the body has arrived: a client that holds its body back cannot
+        bring a row read before a revocation (or a rotation's retirement) to a check after it."""
         try:
             credentials = parse_basic(request.authorization)  # read once, for the limit and the check
-            limited, key = await self._rate_limit(request, credentials)
+            refusal = await self._refusal(request, credentials, receive)
+            read = None
+            if refusal is None:
+                assert isinstance(credentials, BasicCredentials)
+                read = self.clients.key_read(credentials.client_id, credentials.secrets)
+            limited, key = await self._rate_limit(request, credentials, read)
             if limited is not None:
                 return slow_down(limited)
-            return await self._token(request, credentials, key, receive)
-        except _Disconnected:
-            return invalid_request("The request body was not received.")
+            if refusal is not None:
+                return refusal
+            assert isinstance(credentials, BasicCredentials)
+            client = await self.clients.authenticate(credentials.client_id, credentials.secrets, key)
+            if client is None:
+                return invalid_client()
+            return Answer(200, granted_json(self.issuer.issue(client)).encode())
         except (DBConnectionError, OperationalError, OSError, TimeoutError) as err:
             log.error("token endpoint: database unavailable (%s)", type(err).__name__)
             return oauth_error(503, "temporarily_unavailable", "Try again shortly.", {"Retry-After": "1"})
@@ -166,20 +181,26 @@ class OAuthEndpoints:
             log.exception("token endpoint failed")
             return oauth_error(500, "server_error", "The server could not issue a token.")
 
-    async def _rate_limit(self, request: TokenRequest, credentials: ParsedBasic) -> tuple[Limited | None, Any]:
-        """One upsert: per client address, and per address and client ID; the client's key read
-        in the same round trip where the store can (the key, None, or NOT_READ)."""
+    async def _rate_limit(
+        self, request: TokenRequest, credentials: ParsedBasic, read: PointRead | None
+    ) -> tuple[Limited | None, Any]:
+        """One upsert: per client address, and per address and client ID; ``read`` (the client's
+        key) in the same round trip where the store can carry it (the key, None, or NOT_READ)."""
         ip = client_address(request.peer, request.forwarded_for, self.trusted_proxies)
-        if not isinstance(credentials, BasicCredentials):
-            return await self.limiter.token_request(ip, None), NOT_READ
-        read = self.clients.key_read(credentials.client_id, credentials.secrets)
-        return await self.limiter.token_request_and_read(ip, credentials.client_id, read)
+        client_id = credentials.client_id if isinstance(credentials, BasicCredentials) else None
+        return await self.limiter.token_request_and_read(ip, client_id, read)
 
-    async def _token(self, request: TokenRequest, credentials: ParsedBasic, key: Any, receive: Receive) -> Answer:
+    async def _refusal(self, request: TokenRequest, credentials: ParsedBasic, receive: Receive) -> Answer | None:
+        """The answer to a request that cannot have a token whatever its credentials' key (its
+        content type, body, form, grant type, or credentials missing or malformed); None for a
+        request that only the key can decide. Reads the body."""
         content_type = request.content_type.split(";", 1)[0].strip().lower()
         if content_type != FORM_CONTENT_TYPE:
             return invalid_request(f"Content-Type must be {FORM_CONTENT_TYPE}.")
-        body = await _read_limited(request, receive, MAX_BODY_BYTES)
+        try:
+            body = await _read_limited(request, receive, MAX_BODY_BYTES)
+        except _Disconnected:
+            return invalid_request("The request body was not received.")
         if body is None:
             return oauth_error(413, "invalid_request", f"The request body is larger than {MAX_BODY_BYTES} bytes.")
         params = _parse_form(body)
@@ -194,10 +215,7 @@ class OAuthEndpoints:
             return invalid_client()
         if not isinstance(credentials, BasicCredentials):
             return invalid_request("The Authorization header is not valid Basic credentials.")
-        client = await self.clients.authenticate(credentials.client_id, credentials.secrets, key)
-        if client is None:
-            return invalid_client()
-        return Answer(200, granted_json(self.issuer.issue(client)).encode())
+        return None
 
     async def jwks(self, request: Request) -> Response:
         """``GET /.well-known/jwks.json``: the published keys, serialised once."""
