@@ -206,12 +206,19 @@ def page(browser: Browser, server: LiveApp) -> Iterator[Page]:
         base_url=server.url, viewport={"width": 1024, "height": 800}, locale="en-GB", timezone_id="UTC"
     )
     page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on("console", lambda message: problems.append(f"console: {message.text}") if message.type == "error" else None)
+    problems = script_errors(page)
     yield page
     context.close()
     assert not problems, problems
+
+
+def script_errors(page: Page) -> list[str]:
+    """The page's script errors and console errors (a CSP violation is one), collected as
+    they happen."""
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on("console", lambda message: problems.append(f"console: {message.text}") if message.type == "error" else None)
+    return problems
 
 
 # -- steps, as a user takes them -------------------------------------------------------

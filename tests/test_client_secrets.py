@@ -13,7 +13,6 @@ from pathlib import Path
 from keyrelease import credentials
 from keyrelease.db import fastpath
 from keyrelease.models import ApiKey
-from keyrelease.service import clients
 from keyrelease.testing.api import released_key
 from keyrelease.testing.tokens import request_token
 
@@ -116,11 +115,11 @@ async def test_a_mistyped_secret_is_refused_without_a_lookup_and_with_the_same_a
     secret = creds["clientSecret"]
     assert credentials.is_client_secret(secret)
     lookups: list[str] = []
-    find_key, hit_and_read = clients.find_key, fastpath.hit_counters_and_read
+    point_read, hit_and_read = fastpath.point_read, fastpath.hit_counters_and_read
 
-    async def counted(client_id: str):  # type: ignore[no-untyped-def]  # the lookup on its own (SQLite)
-        lookups.append(client_id)
-        return await find_key(client_id)
+    async def counted(read):  # type: ignore[no-untyped-def]  # the lookup on its own (SQLite)
+        lookups.append(read.params[0])
+        return await point_read(read)
 
     async def counted_carried(buckets, read):  # type: ignore[no-untyped-def]  # carried by the counters (PostgreSQL)
         counts, row = await hit_and_read(buckets, read)
@@ -128,7 +127,7 @@ async def test_a_mistyped_secret_is_refused_without_a_lookup_and_with_the_same_a
             lookups.append(read.params[0])
         return counts, row
 
-    monkeypatch.setattr(clients, "find_key", counted)
+    monkeypatch.setattr(fastpath, "point_read", counted)
     monkeypatch.setattr(fastpath, "hit_counters_and_read", counted_carried)
     mistyped = secret[:10] + ("b" if secret[10] != "b" else "c") + secret[11:]
     typo = await request_token(client, creds["clientId"], mistyped)

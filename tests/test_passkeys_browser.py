@@ -16,6 +16,7 @@ import pytest
 # Importing the console's browser tests skips this module too when Chromium or Playwright is
 # missing, with their reason.
 from test_web_console import Admin, LiveApp, browser, create_key, sign_in  # noqa: F401  # isort: skip  (browser: the fixture)
+from console_browser import script_errors  # isort: skip
 from playwright.sync_api import Browser, Page, expect  # isort: skip
 
 from keyrelease.clock import FrozenClock
@@ -60,9 +61,7 @@ def page(browser: Browser, server: LiveApp) -> Iterator[Page]:
             }
         },
     )
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on("console", lambda message: problems.append(f"console: {message.text}") if message.type == "error" else None)
+    problems = script_errors(page)
     yield page
     context.close()
     assert not problems, problems

@@ -316,7 +316,11 @@ async def key_by_client_id(client_id: str, names: tuple[str, ...]) -> tuple[Any,
     ``open_key_id``; all None without one), as one tuple in that order; or None. One point
     read, no model and no dict built: UUIDs and datetimes come back as such, every other value
     as stored."""
-    read = key_read(client_id, names)
+    return await point_read(key_read(client_id, names))
+
+
+async def point_read(read: PointRead) -> Any:
+    """``read`` on its own: its converted row, or None."""
     row = await _one(read.sql, read.params)
     return None if row is None else read.convert(row.values() if type(row) is dict else row)
 

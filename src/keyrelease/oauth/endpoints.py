@@ -160,17 +160,15 @@ class OAuthEndpoints:
         try:
             credentials = parse_basic(request.authorization)  # read once, for the limit and the check
             refusal = await self._refusal(request, credentials, receive)
-            read = None
-            if refusal is None:
-                assert isinstance(credentials, BasicCredentials)
-                read = self.clients.key_read(credentials.client_id, credentials.secrets)
-            limited, key = await self._rate_limit(request, credentials, read)
+            basic = credentials if refusal is None and isinstance(credentials, BasicCredentials) else None
+            attempt = self.clients.attempt(basic.client_id, basic.secrets) if basic is not None else None
+            limited, key = await self._rate_limit(request, credentials, attempt.read if attempt else None)
             if limited is not None:
                 return slow_down(limited)
-            if refusal is not None:
+            if basic is None or attempt is None:  # refused by the request itself (_refusal)
+                assert refusal is not None
                 return refusal
-            assert isinstance(credentials, BasicCredentials)
-            client = await self.clients.authenticate(credentials.client_id, credentials.secrets, key)
+            client = await self.clients.authenticate(basic.client_id, basic.secrets, key, attempt)
             if client is None:
                 return invalid_client()
             return Answer(200, granted_json(self.issuer.issue(client)).encode())

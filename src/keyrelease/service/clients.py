@@ -152,6 +152,20 @@ def _keep_latest(pending: dict[Any, datetime], id: Any, at: datetime) -> None:
         pending[id] = at
 
 
+class Attempt(NamedTuple):
+    """Credentials as :meth:`ClientAuthenticator.authenticate` works with them."""
+
+    client_id: str
+    #: The readings of the password that are not mistyped ``krs_`` secrets (none: refused
+    #: without a lookup).
+    readings: tuple[str, ...]
+    #: The key's point read, None when no lookup is due.
+    read: fastpath.PointRead | None
+
+    def __repr__(self) -> str:  # never let a secret reach a log through repr()
+        return f"Attempt(client_id={self.client_id!r}, readings=<hidden>)"
+
+
 class ClientAuthenticator:
     """The use-case behind ``POST /ids/auth/login``: may these credentials have a token?"""
 
@@ -160,20 +174,21 @@ class ClientAuthenticator:
         self.last_use = last_use
         self.rotations = rotations
 
-    def key_read(self, client_id: str, secrets: Sequence[str]) -> fastpath.PointRead | None:
-        """The read of the key that :meth:`authenticate` will do for these credentials, for the
-        rate limiter to carry to the database with its counters (one round trip instead of two
-        on PostgreSQL); None when no lookup is due (see :meth:`authenticate`)."""
-        if not self._lookup_due(client_id, secrets):
-            return None
-        return fastpath.key_read(client_id, _KEY_FIELDS)
-
-    @staticmethod
-    def _lookup_due(client_id: str, secrets: Sequence[str]) -> bool:
-        return 0 < len(client_id) <= CLIENT_ID_MAX and not all(map(credentials.is_mistyped_secret, secrets))
+    def attempt(self, client_id: str, secrets: Sequence[str]) -> Attempt:
+        """What :meth:`authenticate` needs of these credentials, worked out once: the
+        readings of the password that are not mistyped ``krs_`` secrets, and the read of the key
+        (None when no lookup is due), for the rate limiter to carry to the database with its
+        counters (one round trip instead of two on PostgreSQL)."""
+        readings = tuple(secret for secret in secrets if not credentials.is_mistyped_secret(secret))
+        due = readings and 0 < len(client_id) <= CLIENT_ID_MAX
+        return Attempt(client_id, readings, fastpath.key_read(client_id, _KEY_FIELDS) if due else None)
 
     async def authenticate(
-        self, client_id: str, secrets: Sequence[str], prefetched: Any = fastpath.NOT_READ
+        self,
+        client_id: str,
+        secrets: Sequence[str],
+        prefetched: Any = fastpath.NOT_READ,
+        attempt: Attempt | None = None,
     ) -> AuthenticatedClient | None:
         """The client, if ``client_id`` names a revealed key that may authenticate
         (:func:`keyrelease.status.may_authenticate`) and one of ``secrets`` (forms of the one
@@ -191,19 +206,20 @@ class ClientAuthenticator:
         compared with both hashes whatever the key, so old, new and unknown cost the same.
         The new secret's first success is recorded once (a conditional update).
 
-        ``prefetched``: the row of :meth:`key_read` when the rate limiter's trip to the database
+        ``attempt``: :meth:`attempt` of these credentials, when the caller has it already;
+        ``prefetched``: the row of its ``read`` when the rate limiter's trip to the database
         brought it (or None: no such key); by default the key is read here.
         """
-        digests = [credentials.hash_secret(secret) for secret in secrets if not credentials.is_mistyped_secret(secret)]
-        if not digests:
+        attempt = attempt or self.attempt(client_id, secrets)
+        if not attempt.readings:
             return None
+        digests = [credentials.hash_secret(secret) for secret in attempt.readings]
         now = self.clock.now()
-        if not 0 < len(client_id) <= CLIENT_ID_MAX:
+        if attempt.read is None:  # a client ID no key can have: hashed and compared all the same
             key = None
-        elif prefetched is fastpath.NOT_READ:
-            key = await find_key(client_id)
         else:
-            key = KeyRecord._make(prefetched) if prefetched is not None else None
+            row = await fastpath.point_read(attempt.read) if prefetched is fastpath.NOT_READ else prefetched
+            key = KeyRecord._make(row) if row is not None else None
         # Each reading's hash against both of the key's hashes (or stand-ins): the same work for
         # old, new and unknown secrets, and for a key with or without a rotation.
         old = key.secret_hash if key is not None else None

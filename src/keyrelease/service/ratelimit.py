@@ -156,8 +156,8 @@ class RateLimiter:
     async def token_request_and_read(
         self, ip: str, client_id: str | None, read: PointRead | None
     ) -> tuple[Limited | None, Any]:
-        """:meth:`token_request`, with ``read`` (the client's key,
-        :meth:`keyrelease.service.clients.ClientAuthenticator.key_read`) sent to the database
+        """:meth:`token_request`, with ``read`` (the client's key: the ``read`` of
+        :meth:`keyrelease.service.clients.ClientAuthenticator.attempt`) sent to the database
         with the counters where the store can carry it: one round trip instead of two on
         PostgreSQL. The refusal or None; and the read's row, None, or :data:`NOT_READ` (then
         the caller reads)."""
